@@ -1,0 +1,427 @@
+"""Pydantic models of the three Slipway resources.
+
+These models are the single source of truth: the CRD schemas in ``crds/`` are
+generated from them (``slipway crds``), and the operator parses every object
+through them, so the API server and the operator never disagree about what is
+valid. YAML is camelCase, Python is snake_case, unknown fields are refused.
+
+Rules the API server can judge on its own are attached as CEL
+(``x-kubernetes-validations``); rules that need other objects (policy, the
+existence of the deployment) are the operator's, reported as conditions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from slipway.api.durations import Duration
+from slipway.api.phases import InconclusiveAction, Phase, Router, Strategy, Verdict
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Name = Annotated[str, StringConstraints(pattern=DNS_LABEL, min_length=1, max_length=63)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+MAX_STEPS = 20
+
+
+def cel(rule: str, message: str, **extra: str) -> dict[str, Any]:
+    """One CEL rule for ``x-kubernetes-validations``."""
+    return {"rule": rule, "message": message, **extra}
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+
+class OpenModel(ApiModel):
+    """A model that keeps fields it does not name (Kubernetes types we pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# ---------------------------------------------------------------- shared parts
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary: the candidate's share, then how long to hold it."""
+
+    weight: int = Field(ge=1, le=100, description="Candidate's share of traffic, percent.")
+    pause: Duration = Field(
+        default="1m",
+        description="How long the step holds with passing analysis before the next one.",
+    )
+
+
+Steps = Annotated[
+    list[CanaryStep],
+    Field(
+        min_length=1,
+        max_length=MAX_STEPS,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.all(s, self.filter(t, t.weight == s.weight).size() == 1)"
+                    " && self.map(s, s.weight).isSorted()",
+                    "step weights must strictly increase",
+                )
+            ]
+        },
+    ),
+]
+
+
+class CanarySpec(ApiModel):
+    """Canary settings: the steps the candidate's weight walks through."""
+
+    steps: Steps
+
+
+class AnalysisSettings(ApiModel):
+    """How often SLOs are analysed and how many bad ticks are tolerated."""
+
+    interval: Duration = Field(default="30s", description="Time between analysis ticks.")
+    failure_limit: int = Field(
+        default=1, ge=0, le=100, description="Failed ticks tolerated; one more rolls back."
+    )
+    inconclusive_limit: int = Field(
+        default=3, ge=0, le=100, description="Inconclusive ticks tolerated before onInconclusive."
+    )
+    min_samples: int = Field(
+        default=1, ge=0, description="Samples an SLO needs in its window to be judged."
+    )
+    on_inconclusive: InconclusiveAction = Field(
+        default=InconclusiveAction.HOLD,
+        description="What happens past inconclusiveLimit: hold (Paused) or rollback.",
+    )
+
+
+class SLOThreshold(ApiModel):
+    """Absolute bounds (min/max) and/or bounds relative to the stable release."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.min) || has(self.max) || has(self.maxIncrease)"
+                    " || has(self.maxDecrease)",
+                    "a threshold needs at least one of min, max, maxIncrease, maxDecrease",
+                ),
+                cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "min must not exceed max",
+                ),
+            ]
+        }
+    )
+
+    min: float | None = Field(default=None, description="Candidate value must be >= min.")
+    max: float | None = Field(default=None, description="Candidate value must be <= max.")
+    max_increase: float | None = Field(
+        default=None, ge=0, description="Largest allowed rise over the stable's value."
+    )
+    max_decrease: float | None = Field(
+        default=None, ge=0, description="Largest allowed fall under the stable's value."
+    )
+    relative: Literal["ratio", "absolute"] = Field(
+        default="ratio",
+        description="maxIncrease/maxDecrease as a ratio of the stable's value (0.1 = 10 %)"
+        " or in the metric's own unit.",
+    )
+
+
+class SLO(ApiModel):
+    """A service-level objective: a PromQL template and its threshold."""
+
+    name: Name
+    query: NonEmpty = Field(
+        description="PromQL template. Variables: {{namespace}}, {{deployment}}, {{release}},"
+        " {{version}}, {{window}}; every value substituted is escaped."
+    )
+    threshold: SLOThreshold
+    samples_query: str | None = Field(
+        default=None,
+        description="Optional PromQL template giving the number of samples in the window.",
+    )
+    window: Duration = Field(default="1m", description="Range the query looks back over.")
+
+
+class Owner(ApiModel):
+    """The accountable person or team."""
+
+    name: NonEmpty
+    contact: str | None = Field(default=None, description="E-mail, chat channel or pager.")
+
+
+class ContainerTemplate(OpenModel):
+    """A container of the model-server pod; other Kubernetes fields pass through."""
+
+    name: Name
+    image: NonEmpty
+
+
+class PodSpecTemplate(OpenModel):
+    """The pod spec; only the containers are checked here."""
+
+    containers: list[ContainerTemplate] = Field(min_length=1)
+
+
+class PodTemplate(OpenModel):
+    """The model-server pod template (metadata and spec)."""
+
+    metadata: dict[str, Any] | None = None
+    spec: PodSpecTemplate
+
+
+class PrometheusSource(ApiModel):
+    """Where SLO queries go when not the operator's default Prometheus."""
+
+    url: NonEmpty
+
+
+# ---------------------------------------------------------------- ModelDeployment
+
+
+class ModelDeploymentSpec(ApiModel):
+    """The long-lived serving unit of one model."""
+
+    owner: Owner
+    tier: Name = Field(default="medium", description="Risk tier: the RolloutPolicy that applies.")
+    template: PodTemplate
+    container: Name | None = Field(
+        default=None, description="Container that serves the model (default: the first)."
+    )
+    port: int = Field(default=8080, ge=1, le=65535)
+    replicas: int = Field(default=2, ge=1, le=1000)
+    router: Router = Router.REPLICAS
+    default_strategy: Strategy = Strategy.CANARY
+    canary: CanarySpec | None = None
+    analysis: AnalysisSettings | None = None
+    slos: list[SLO] = Field(default_factory=list, max_length=32)
+    progress_deadline: Duration = Field(
+        default="5m", description="How long a release's pods may take to become available."
+    )
+    history_limit: int = Field(default=10, ge=1, le=100)
+    prometheus: PrometheusSource | None = None
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime | None = None
+    observed_generation: int | None = None
+
+
+class ModelRef(ApiModel):
+    """The model artifact a release serves."""
+
+    uri: NonEmpty
+    version: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    digest: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+:[a-fA-F0-9]{8,128}$")] | None = (
+        None
+    )
+
+
+class Provenance(ApiModel):
+    """Where a model came from, so every release can be traced."""
+
+    dataset_version: str | None = None
+    code_version: str | None = None
+    framework: str | None = None
+    hyperparameters: dict[str, str] | None = None
+    trained_by: str | None = None
+
+
+class ReleaseRecord(ApiModel):
+    """One entry of a ModelDeployment's release history."""
+
+    release: str
+    version: str
+    uri: str
+    digest: str | None = None
+    provenance: Provenance | None = None
+    strategy: Strategy
+    promoted_at: datetime
+
+
+class ModelDeploymentStatus(ApiModel):
+    """What the operator last saw and did for a ModelDeployment."""
+
+    observed_generation: int | None = None
+    stable_release: str | None = None
+    stable_version: str | None = None
+    active_release: str | None = None
+    ready: str | None = Field(default=None, description="Ready pods of the stable, e.g. 2/2.")
+    conditions: list[Condition] = Field(default_factory=list)
+    history: list[ReleaseRecord] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- ModelRelease
+
+
+class ModelReleaseSpec(ApiModel):
+    """One model version for one ModelDeployment. Immutable once created."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self == oldSelf",
+                    "ModelRelease spec is immutable: create a new release instead",
+                )
+            ]
+        }
+    )
+
+    deployment: Name = Field(description="ModelDeployment in the same namespace.")
+    model: ModelRef
+    provenance: Provenance | None = None
+    image: str | None = Field(default=None, description="Overrides the model container image.")
+    strategy: Strategy | None = Field(default=None, description="Default: the deployment's.")
+    canary: CanarySpec | None = None
+
+
+class SLOResult(ApiModel):
+    """One SLO's verdict in one analysis tick, with the numbers behind it."""
+
+    slo: str
+    verdict: Verdict
+    value: float | None = None
+    baseline: float | None = None
+    threshold: str = ""
+    reason: str = ""
+
+
+class AnalysisRecord(ApiModel):
+    """One analysis tick."""
+
+    at: datetime
+    step: int
+    verdict: Verdict
+    slos: list[SLOResult] = Field(default_factory=list)
+
+
+class ModelReleaseStatus(ApiModel):
+    """The single source of truth for a rollout."""
+
+    observed_generation: int | None = None
+    phase: Phase = Phase.PENDING
+    strategy: Strategy | None = None
+    step: int | None = Field(default=None, description="Current step, 1-based.")
+    step_label: str | None = Field(default=None, description="Step as n/total, for kubectl.")
+    weight: int | None = Field(default=None, description="Share of traffic actually achieved.")
+    desired_weight: int | None = None
+    verdict: Verdict | None = None
+    message: str | None = None
+    deployment_name: str | None = Field(default=None, description="The release's Deployment.")
+    started_at: datetime | None = None
+    step_started_at: datetime | None = None
+    completed_at: datetime | None = None
+    failures: int = 0
+    inconclusives: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+    analysis: list[AnalysisRecord] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- RolloutPolicy
+
+
+class FreezeWindow(ApiModel):
+    """A period in which no release of this tier may start."""
+
+    start: datetime
+    end: datetime
+    reason: str = ""
+
+
+class ApprovalGate(ApiModel):
+    """Manual approval before promotion."""
+
+    required: bool = False
+    approvers: list[str] = Field(default_factory=list)
+
+
+class SLOBound(ApiModel):
+    """The loosest threshold a deployment of this tier may declare for an SLO."""
+
+    name: Name
+    min: float | None = None
+    max: float | None = None
+    max_increase: float | None = Field(default=None, ge=0)
+    max_decrease: float | None = Field(default=None, ge=0)
+
+
+ProvenanceField = Literal["datasetVersion", "codeVersion", "framework", "hyperparameters", "trainedBy", "digest"]
+
+
+class RolloutPolicySpec(ApiModel):
+    """What every release of one risk tier may do. The object's name is the tier."""
+
+    allowed_strategies: list[Strategy] = Field(
+        default_factory=lambda: [Strategy.DIRECT, Strategy.CANARY, Strategy.SHADOW, Strategy.BLUE_GREEN],
+        min_length=1,
+    )
+    require_shadow: bool = False
+    canary: CanarySpec | None = None
+    analysis: AnalysisSettings | None = None
+    approval: ApprovalGate | None = None
+    min_release_interval: Duration | None = None
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    required_provenance: list[ProvenanceField] = Field(default_factory=list)
+    slo_bounds: list[SLOBound] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- whole objects
+
+
+class ObjectMeta(OpenModel):
+    """The metadata fields the operator reads."""
+
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class ModelDeployment(ApiModel):
+    """A ModelDeployment as stored in the cluster."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
+
+
+class ModelRelease(ApiModel):
+    """A ModelRelease as stored in the cluster."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: ObjectMeta
+    spec: ModelReleaseSpec
+    status: ModelReleaseStatus = Field(default_factory=ModelReleaseStatus)
+
+
+class RolloutPolicy(ApiModel):
+    """A RolloutPolicy as stored in the cluster."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: ObjectMeta
+    spec: RolloutPolicySpec
