@@ -265,6 +265,7 @@ class ModelDeploymentStatus(ApiModel):
     stable_version: str | None = None
     active_release: str | None = None
     ready: str | None = Field(default=None, description="Ready pods of the stable, e.g. 2/2.")
+    message: str | None = Field(default=None, description="Why the spec is invalid, if it is.")
     conditions: list[Condition] = Field(default_factory=list)
     history: list[ReleaseRecord] = Field(default_factory=list)
 
@@ -364,14 +365,21 @@ class SLOBound(ApiModel):
     max_decrease: float | None = Field(default=None, ge=0)
 
 
-ProvenanceField = Literal["datasetVersion", "codeVersion", "framework", "hyperparameters", "trainedBy", "digest"]
+ProvenanceField = Literal[
+    "datasetVersion", "codeVersion", "framework", "hyperparameters", "trainedBy", "digest"
+]
 
 
 class RolloutPolicySpec(ApiModel):
     """What every release of one risk tier may do. The object's name is the tier."""
 
     allowed_strategies: list[Strategy] = Field(
-        default_factory=lambda: [Strategy.DIRECT, Strategy.CANARY, Strategy.SHADOW, Strategy.BLUE_GREEN],
+        default_factory=lambda: [
+            Strategy.DIRECT,
+            Strategy.CANARY,
+            Strategy.SHADOW,
+            Strategy.BLUE_GREEN,
+        ],
         min_length=1,
     )
     require_shadow: bool = False
@@ -394,6 +402,8 @@ class ObjectMeta(OpenModel):
     namespace: str | None = None
     uid: str | None = None
     generation: int | None = None
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
 

@@ -1,0 +1,67 @@
+# Slipway developer entry points. `make demo` and `make test` do all their own
+# set-up on a fresh machine: venv, binaries (built once, cached), cluster.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint fmt crds unit integration test demo cluster-up cluster-down bench lock clean
+
+help:
+	@echo "make demo         - everything set up, then an example rollout on the local cluster"
+	@echo "make test         - lint, unit, integration and e2e tests (starts the local cluster)"
+	@echo "make unit         - fast tests, no cluster"
+	@echo "make cluster-up   - start or reuse the local cluster; prints its kubeconfig"
+	@echo "make cluster-down - stop the local cluster and remove its state"
+
+$(STAMP): pyproject.toml constraints.txt examples/model-server/requirements.txt
+	@echo "[make] creating the virtual environment in $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -c constraints.txt -e '.[dev]' -r examples/model-server/requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	@echo "[make] ruff, mypy, CRD drift"
+	$(BIN)/ruff check operator tests e2e examples
+	$(BIN)/ruff format --check operator tests e2e examples
+	$(BIN)/mypy
+	$(BIN)/slipway crds --check crds
+
+fmt: venv
+	$(BIN)/ruff format operator tests e2e examples
+	$(BIN)/ruff check --fix operator tests e2e examples
+
+crds: venv
+	$(BIN)/slipway crds --out-dir crds
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: venv
+	$(BIN)/pytest tests/integration -v
+
+test: lint
+	@echo "[make] tests: unit, then integration on a real API server"
+	$(BIN)/pytest tests -v -p no:cacheprovider
+
+cluster-up:
+	@bash e2e/cluster/up.sh
+
+cluster-down:
+	@bash e2e/cluster/down.sh
+
+demo: venv
+	@bash e2e/demo.sh
+
+lock:
+	rm -rf /tmp/slipway-lock && $(PYTHON) -m venv /tmp/slipway-lock
+	/tmp/slipway-lock/bin/pip install -q -e '.[dev]'
+	{ echo '# Exact versions CI and `make` install (pip install -c constraints.txt). Refresh with `make lock`.'; \
+	  /tmp/slipway-lock/bin/pip freeze | grep -v '^-e'; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

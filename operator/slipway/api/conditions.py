@@ -1,0 +1,28 @@
+"""Condition types, reasons and annotation keys: one module, so none is spelled twice."""
+
+from typing import Final
+
+# Condition types.
+READY: Final = "Ready"
+"""ModelRelease: the release is progressing normally or is done (see reason)."""
+AVAILABLE: Final = "Available"
+"""ModelRelease: the release's own Deployment has all its pods available."""
+STABLE_SERVING: Final = "StableServing"
+"""ModelDeployment: the stable release has ready pods behind the Service."""
+
+# Reasons.
+DEPLOYMENT_NOT_FOUND: Final = "DeploymentNotFound"
+INVALID_SPEC: Final = "InvalidSpec"
+WAITING_FOR_RELEASE: Final = "WaitingForRelease"
+STRATEGY_NOT_SUPPORTED: Final = "StrategyNotSupported"
+PROGRESSING: Final = "Progressing"
+WAITING_FOR_PODS: Final = "WaitingForPods"
+PROMOTED: Final = "Promoted"
+PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+NO_STABLE: Final = "NoStableRelease"
+STABLE_READY: Final = "StableReady"
+STABLE_NOT_READY: Final = "StableNotReady"
+
+# Event reasons (also used as phase-change reasons).
+EVENT_PHASE_CHANGED: Final = "PhaseChanged"
+EVENT_PRUNED: Final = "Pruned"

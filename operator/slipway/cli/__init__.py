@@ -1,0 +1,1 @@
+"""The ``slipway`` command (also usable as ``kubectl slipway``)."""

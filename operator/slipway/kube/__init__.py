@@ -1,0 +1,1 @@
+"""Everything that touches the Kubernetes API: desired objects, apply, observe."""

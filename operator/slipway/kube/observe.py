@@ -1,0 +1,86 @@
+"""What the operator reads back from the cluster, reduced to what decisions need.
+
+Kopf indexes keep these small records in memory (fed by watches), so a tick of
+the reconcile loop reads no API at all and a steady state costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from slipway.api import constants as c
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """The observed state of one release's Deployment."""
+
+    name: str
+    namespace: str
+    model: str
+    release: str
+    replicas: int
+    ready_replicas: int
+    available_replicas: int
+    updated_replicas: int
+    generation: int
+    observed_generation: int
+
+    @property
+    def rolled_out(self) -> bool:
+        """The controller has seen the latest spec and all pods run it."""
+        return (
+            self.observed_generation >= self.generation and self.updated_replicas >= self.replicas
+        )
+
+    @property
+    def available(self) -> bool:
+        """Every desired pod is available on the latest spec (and there is at least one)."""
+        return self.rolled_out and self.replicas > 0 and self.available_replicas >= self.replicas
+
+
+def deployment_state(body: Mapping[str, Any]) -> DeploymentState | None:
+    """Reduce a Deployment to its state; None when it is not a Slipway child."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    model, release = labels.get(c.LABEL_MODEL), labels.get(c.LABEL_RELEASE)
+    if not model or not release:
+        return None
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    return DeploymentState(
+        name=meta["name"],
+        namespace=meta.get("namespace", ""),
+        model=model,
+        release=release,
+        replicas=int(spec.get("replicas", 1)),
+        ready_replicas=int(status.get("readyReplicas", 0) or 0),
+        available_replicas=int(status.get("availableReplicas", 0) or 0),
+        updated_replicas=int(status.get("updatedReplicas", 0) or 0),
+        generation=int(meta.get("generation", 0) or 0),
+        observed_generation=int(status.get("observedGeneration", 0) or 0),
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """A sibling release as the decision core needs to see it."""
+
+    name: str
+    phase: str
+    created: datetime
+    deleting: bool = False
+
+
+def release_summary(body: Mapping[str, Any]) -> ReleaseSummary:
+    """Reduce a ModelRelease body to a sibling summary."""
+    meta = body.get("metadata") or {}
+    created = meta.get("creationTimestamp") or "1970-01-01T00:00:00Z"
+    return ReleaseSummary(
+        name=meta["name"],
+        phase=str((body.get("status") or {}).get("phase") or "Pending"),
+        created=datetime.fromisoformat(str(created).replace("Z", "+00:00")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )

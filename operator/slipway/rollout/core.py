@@ -1,0 +1,77 @@
+"""Types shared by the decision core: the situation it judges and what it decides.
+
+Actions are plain data; ``handlers`` carries them out in order. Keeping them
+declarative is what makes every rollout decision testable without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from slipway.api.models import ModelDeployment, ModelRelease, ModelReleaseStatus, ReleaseRecord
+from slipway.kube.observe import DeploymentState, ReleaseSummary
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything one decision about one release may look at."""
+
+    release: ModelRelease
+    model: ModelDeployment | None
+    siblings: tuple[ReleaseSummary, ...]
+    deployments: Mapping[str, DeploymentState]
+    """This model's Deployments, keyed by release name."""
+    now: datetime
+    model_error: str | None = None
+    """Why the ModelDeployment could not be parsed, when it exists but is invalid."""
+
+    @property
+    def release_created(self) -> datetime:
+        """When the release was created (the epoch if unknown)."""
+        return self.release.metadata.creation_timestamp or EPOCH
+
+
+@dataclass(frozen=True)
+class ApplyObject:
+    """Server-side apply this object (under Slipway's field manager)."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteDeployment:
+    """Delete one Deployment (a release that no longer serves)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordStable:
+    """Make a release the ModelDeployment's stable and prepend it to the history."""
+
+    record: ReleaseRecord
+    history_limit: int
+
+
+@dataclass(frozen=True)
+class SetActive:
+    """Claim (a name) or release (None) the ModelDeployment's one rollout slot."""
+
+    release: str | None
+
+
+Action = ApplyObject | DeleteDeployment | RecordStable | SetActive
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The new status of the release and the actions that get it there."""
+
+    status: ModelReleaseStatus
+    actions: list[Action] = field(default_factory=list)

@@ -1,0 +1,92 @@
+"""Decisions about a ModelDeployment itself: its status and which children to prune.
+
+A release's Deployment outlives the release object when it is the stable (a
+pruned or deleted stable release never takes serving down), and is removed
+when its release was deleted in flight, rolled back, failed, or replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from slipway.api import conditions as cond
+from slipway.api.models import ModelDeployment, ModelDeploymentStatus
+from slipway.api.phases import Phase
+from slipway.kube.observe import DeploymentState, ReleaseSummary
+from slipway.rollout.conditions import set_condition
+
+
+@dataclass(frozen=True)
+class ModelDecision:
+    """The ModelDeployment's new status and the Deployments to delete."""
+
+    status: ModelDeploymentStatus
+    prune: list[tuple[str, str]] = field(default_factory=list)
+    """(Deployment name, reason) pairs."""
+
+
+def decide_model(
+    model: ModelDeployment,
+    deployments: Mapping[str, DeploymentState],
+    releases: Mapping[str, ReleaseSummary],
+    now: datetime,
+) -> ModelDecision:
+    """Status of a ModelDeployment and the orphans to prune, from observed state."""
+    status = model.status.model_copy(deep=True)
+    status.observed_generation = model.metadata.generation
+    generation = model.metadata.generation
+    stable_name = status.stable_release
+    stable = deployments.get(stable_name) if stable_name else None
+    if stable_name is None:
+        status.ready = None
+        status.conditions = set_condition(
+            status.conditions,
+            cond.STABLE_SERVING,
+            "False",
+            cond.NO_STABLE,
+            "no release has been promoted yet",
+            now,
+            generation,
+        )
+    else:
+        ready = stable.ready_replicas if stable else 0
+        desired = stable.replicas if stable else model.spec.replicas
+        status.ready = f"{ready}/{desired}"
+        serving = stable is not None and ready > 0
+        status.conditions = set_condition(
+            status.conditions,
+            cond.STABLE_SERVING,
+            "True" if serving else "False",
+            cond.STABLE_READY if serving else cond.STABLE_NOT_READY,
+            f"stable release {stable_name!r} has {ready}/{desired} ready pods",
+            now,
+            generation,
+        )
+    if status.active_release and status.active_release not in releases:
+        status.active_release = None  # deleted in flight: free the slot
+    return ModelDecision(status, prune_orphans(status, deployments, releases))
+
+
+def prune_orphans(
+    status: ModelDeploymentStatus,
+    deployments: Mapping[str, DeploymentState],
+    releases: Mapping[str, ReleaseSummary],
+) -> list[tuple[str, str]]:
+    """Deployments that serve no purpose any more; the stable's is never one of them."""
+    in_history = {record.release for record in status.history}
+    prune: list[tuple[str, str]] = []
+    for release_name, deployment in sorted(deployments.items()):
+        if release_name == status.stable_release:
+            continue
+        summary = releases.get(release_name)
+        if summary is None or summary.deleting:
+            prune.append((deployment.name, f"release {release_name!r} was deleted"))
+        elif summary.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+            prune.append((deployment.name, f"release {release_name!r} is {summary.phase}"))
+        elif summary.phase == Phase.SUCCEEDED and release_name in in_history:
+            # Only once the history shows it was replaced: a fresh promotion that
+            # this (possibly older) view of the model has not seen yet is kept.
+            prune.append((deployment.name, f"release {release_name!r} was replaced"))
+    return prune

@@ -1,0 +1,110 @@
+"""The entry point of the decision core for one ModelRelease.
+
+It settles what must hold before any strategy runs (the ModelDeployment
+exists, no other release is in flight, the strategy is available) and then
+hands over to the strategy's own module.
+"""
+
+from __future__ import annotations
+
+from slipway.api import conditions as cond
+from slipway.api.models import ModelReleaseStatus
+from slipway.api.phases import Phase, Strategy
+from slipway.rollout import direct
+from slipway.rollout.conditions import set_condition
+from slipway.rollout.core import Decision, Situation
+
+IMPLEMENTED = frozenset({Strategy.DIRECT})
+
+
+def decide(situation: Situation) -> Decision:
+    """The next status and actions for one release."""
+    release = situation.release
+    status = release.status.model_copy(deep=True)
+    status.observed_generation = release.metadata.generation
+    if status.phase.is_terminal:
+        return Decision(status)
+
+    model = situation.model
+    if model is None and situation.model_error:
+        return pending(
+            situation,
+            status,
+            cond.INVALID_SPEC,
+            f"ModelDeployment {release.spec.deployment!r} is invalid ({situation.model_error});"
+            " the release waits until it is fixed",
+        )
+    if model is None:
+        return pending(
+            situation,
+            status,
+            cond.DEPLOYMENT_NOT_FOUND,
+            f"ModelDeployment {release.spec.deployment!r} does not exist in namespace"
+            f" {release.metadata.namespace!r}; the release waits for it",
+        )
+    if model.status.stable_release == release.metadata.name:
+        # Promoted before a restart cut the cycle short: finish the bookkeeping.
+        return direct.mark_succeeded(situation, status, model)
+
+    blocker = in_flight_blocker(situation)
+    if blocker is not None:
+        return pending(
+            situation,
+            status,
+            cond.WAITING_FOR_RELEASE,
+            f"release {blocker!r} of {model.metadata.name!r} is in flight; this release"
+            " starts when it finishes (one candidate at a time)",
+        )
+
+    strategy = release.spec.strategy or model.spec.default_strategy
+    if model.status.stable_release is None:
+        status.strategy = strategy
+        return direct.roll_out(situation, status, model, first=True)
+    if strategy not in IMPLEMENTED:
+        return pending(
+            situation,
+            status,
+            cond.STRATEGY_NOT_SUPPORTED,
+            f"strategy {strategy.value!r} is not available in this version of Slipway;"
+            f" use strategy 'direct' (the stable {model.status.stable_release!r} keeps serving)",
+        )
+    status.strategy = strategy
+    return direct.roll_out(situation, status, model, first=False)
+
+
+def in_flight_blocker(situation: Situation) -> str | None:
+    """The release that holds the model's rollout slot, if not this one.
+
+    The slot goes to the release named in the ModelDeployment's status, else
+    to the oldest release still in flight (name breaks ties), so two releases
+    never become candidates at once.
+    """
+    me = situation.release.metadata.name
+    live = [s for s in situation.siblings if not Phase(s.phase).is_terminal and not s.deleting]
+    model = situation.model
+    active = model.status.active_release if model else None
+    if active and active != me and any(s.name == active for s in live):
+        return active
+    if active == me:
+        return None
+    created = situation.release_created
+    older = [s for s in live if (s.created, s.name) < (created, me)]
+    return min(older, key=lambda s: (s.created, s.name)).name if older else None
+
+
+def pending(
+    situation: Situation, status: ModelReleaseStatus, reason: str, message: str
+) -> Decision:
+    """Hold the release in Pending with a reason that says what it waits for."""
+    status.phase = Phase.PENDING
+    status.message = message
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "False",
+        reason,
+        message,
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return Decision(status)

@@ -1,0 +1,230 @@
+"""The decision core for first releases and the direct strategy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from slipway.api import conditions as cond
+from slipway.api.phases import Phase
+from slipway.rollout.core import (
+    ApplyObject,
+    DeleteDeployment,
+    RecordStable,
+    SetActive,
+    Situation,
+)
+from slipway.rollout.direct import achieved_weight
+from slipway.rollout.release import decide, in_flight_blocker
+from tests.unit.factories import T0, deployment, model, release, sibling
+
+
+def situation(**kwargs: object) -> Situation:
+    defaults: dict[str, object] = {
+        "release": release(),
+        "model": model(),
+        "siblings": (),
+        "deployments": {},
+        "now": T0,
+    }
+    defaults.update(kwargs)
+    return Situation(**defaults)  # type: ignore[arg-type]
+
+
+def ready_reason(decision_status: object) -> str:
+    conditions = decision_status.conditions  # type: ignore[attr-defined]
+    return next(c.reason for c in conditions if c.type == cond.READY)
+
+
+def test_missing_model_deployment_waits_with_reason() -> None:
+    decision = decide(situation(model=None))
+    assert decision.status.phase == Phase.PENDING
+    assert ready_reason(decision.status) == cond.DEPLOYMENT_NOT_FOUND
+    assert "'fraud' does not exist" in (decision.status.message or "")
+    assert decision.actions == []
+
+
+def test_invalid_model_deployment_waits_and_says_why() -> None:
+    decision = decide(situation(model=None, model_error="spec.port: too large"))
+    assert ready_reason(decision.status) == cond.INVALID_SPEC
+    assert "spec.port: too large" in (decision.status.message or "")
+
+
+def test_first_release_claims_slot_and_applies_full_size_deployment() -> None:
+    decision = decide(situation())
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.started_at == T0
+    assert SetActive("fraud-v2") in decision.actions
+    applied = [a for a in decision.actions if isinstance(a, ApplyObject)]
+    assert len(applied) == 1
+    assert applied[0].body["spec"]["replicas"] == 2
+    assert applied[0].body["metadata"]["name"] == "fraud-fraud-v2"
+
+
+def test_first_release_of_any_strategy_is_rolled_out_directly() -> None:
+    decision = decide(situation(release=release(strategy="canary")))
+    assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_no_reapply_when_deployment_already_matches() -> None:
+    status = {"phase": "Progressing", "startedAt": T0.isoformat()}
+    decision = decide(
+        situation(
+            release=release(status=status),
+            model=model(active="fraud-v2"),
+            deployments={"fraud-v2": deployment("fraud-v2", ready=1)},
+            now=T0 + timedelta(seconds=5),
+        )
+    )
+    assert decision.actions == []
+    assert decision.status.phase == Phase.PROGRESSING
+    assert "1/2" in (decision.status.message or "")
+
+
+def test_available_first_release_becomes_stable() -> None:
+    decision = decide(
+        situation(
+            release=release(status={"phase": "Progressing", "startedAt": T0.isoformat()}),
+            model=model(active="fraud-v2"),
+            deployments={"fraud-v2": deployment("fraud-v2", ready=2)},
+            now=T0 + timedelta(seconds=9),
+        )
+    )
+    assert decision.status.phase == Phase.SUCCEEDED
+    assert decision.status.weight == 100
+    assert decision.status.completed_at == T0 + timedelta(seconds=9)
+    records = [a for a in decision.actions if isinstance(a, RecordStable)]
+    assert records and records[0].record.release == "fraud-v2"
+    assert records[0].record.version == "v2"
+    assert not any(isinstance(a, DeleteDeployment) for a in decision.actions)
+
+
+def test_direct_release_replaces_stable_only_after_available() -> None:
+    deployments = {
+        "fraud-v1": deployment("fraud-v1", ready=2),
+        "fraud-v2": deployment("fraud-v2", ready=1),
+    }
+    md = model(stable="fraud-v1", active="fraud-v2")
+    waiting = decide(
+        situation(release=release(strategy="direct"), model=md, deployments=deployments)
+    )
+    assert waiting.status.phase == Phase.PROGRESSING
+    assert not any(isinstance(a, DeleteDeployment) for a in waiting.actions)
+    assert waiting.status.weight == 33  # 1 of 3 ready pods
+
+    deployments["fraud-v2"] = deployment("fraud-v2", ready=2)
+    done = decide(situation(release=release(strategy="direct"), model=md, deployments=deployments))
+    assert done.status.phase == Phase.SUCCEEDED
+    kinds = [type(a) for a in done.actions]
+    # The stable is recorded before the old Deployment is deleted.
+    assert kinds.index(RecordStable) < kinds.index(DeleteDeployment)
+    delete = next(a for a in done.actions if isinstance(a, DeleteDeployment))
+    assert delete.name == "fraud-fraud-v1"
+
+
+def test_progress_deadline_fails_release_and_leaves_stable() -> None:
+    md = model(stable="fraud-v1", active="fraud-v2", progressDeadline="30s")
+    deployments = {
+        "fraud-v1": deployment("fraud-v1", ready=2),
+        "fraud-v2": deployment("fraud-v2", ready=0),
+    }
+    status = {"phase": "Progressing", "startedAt": T0.isoformat()}
+    rel = release(strategy="direct", status=status)
+    before = decide(
+        situation(release=rel, model=md, deployments=deployments, now=T0 + timedelta(seconds=29))
+    )
+    assert before.status.phase == Phase.PROGRESSING
+    after = decide(
+        situation(release=rel, model=md, deployments=deployments, now=T0 + timedelta(seconds=31))
+    )
+    assert after.status.phase == Phase.FAILED
+    assert ready_reason(after.status) == cond.PROGRESS_DEADLINE_EXCEEDED
+    assert "'fraud-v1' keeps serving" in (after.status.message or "")
+    deletes = [a.name for a in after.actions if isinstance(a, DeleteDeployment)]
+    assert deletes == ["fraud-fraud-v2"]
+    assert SetActive(None) in after.actions
+    assert not any(isinstance(a, RecordStable) for a in after.actions)
+
+
+def test_canary_after_first_release_is_pending_until_supported() -> None:
+    decision = decide(situation(release=release(strategy="canary"), model=model(stable="fraud-v1")))
+    assert decision.status.phase == Phase.PENDING
+    assert ready_reason(decision.status) == cond.STRATEGY_NOT_SUPPORTED
+    assert "'fraud-v1' keeps serving" in (decision.status.message or "")
+
+
+def test_default_strategy_comes_from_model_deployment() -> None:
+    md = model(stable="fraud-v1", defaultStrategy="direct")
+    decision = decide(situation(model=md))
+    assert decision.status.phase == Phase.PROGRESSING
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "RolledBack", "Failed"])
+def test_terminal_release_is_left_alone(phase: str) -> None:
+    decision = decide(situation(release=release(status={"phase": phase})))
+    assert decision.status.phase == Phase(phase)
+    assert decision.actions == []
+
+
+def test_restart_after_promotion_finishes_bookkeeping() -> None:
+    md = model(stable="fraud-v2", active="fraud-v2")
+    decision = decide(
+        situation(
+            release=release(status={"phase": "Progressing"}),
+            model=md,
+            deployments={"fraud-v2": deployment("fraud-v2", ready=2)},
+        )
+    )
+    assert decision.status.phase == Phase.SUCCEEDED
+    assert decision.actions == [SetActive(None)]
+
+
+def test_older_release_in_flight_blocks_younger() -> None:
+    older = sibling("fraud-v1", "Progressing", minutes=-5)
+    decision = decide(situation(siblings=(older,)))
+    assert decision.status.phase == Phase.PENDING
+    assert ready_reason(decision.status) == cond.WAITING_FOR_RELEASE
+    assert "'fraud-v1'" in (decision.status.message or "")
+
+
+def test_finished_older_release_does_not_block() -> None:
+    older = sibling("fraud-v1", "RolledBack", minutes=-5)
+    assert in_flight_blocker(situation(siblings=(older,))) is None
+
+
+def test_active_release_holds_slot_even_if_younger() -> None:
+    younger = sibling("fraud-v3", "Progressing", minutes=5)
+    md = model(active="fraud-v3")
+    assert in_flight_blocker(situation(model=md, siblings=(younger,))) == "fraud-v3"
+
+
+def test_holder_of_slot_is_not_blocked_by_older_pending() -> None:
+    older = sibling("fraud-v1", "Pending", minutes=-5)
+    md = model(active="fraud-v2")
+    assert in_flight_blocker(situation(model=md, siblings=(older,))) is None
+
+
+def test_same_timestamp_breaks_tie_by_name() -> None:
+    twin = sibling("fraud-a", "Pending", minutes=0)
+    assert in_flight_blocker(situation(siblings=(twin,))) == "fraud-a"
+
+
+def test_deleting_sibling_does_not_block() -> None:
+    older = sibling("fraud-v1", "Progressing", minutes=-5)
+    gone = type(older)(older.name, older.phase, older.created, deleting=True)
+    assert in_flight_blocker(situation(siblings=(gone,))) is None
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "expected"),
+    [(0, 0, 0), (1, 3, 25), (2, 0, 100), (1, 1, 50), (0, 4, 0)],
+)
+def test_achieved_weight_is_ready_pod_ratio(mine: int, theirs: int, expected: int) -> None:
+    own = deployment("c", ready=mine) if mine else None
+    stable = deployment("s", ready=theirs)
+    assert achieved_weight(own, stable) == expected
+
+
+def test_observed_generation_is_always_set() -> None:
+    assert decide(situation(model=None)).status.observed_generation == 1
