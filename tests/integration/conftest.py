@@ -53,7 +53,7 @@ def operator(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             stderr=subprocess.STDOUT,
         )
     kube.wait_for(
-        lambda: "slipway" in log_path.read_text() or process.poll() is not None,
+        lambda: "slipway operator started" in log_path.read_text() or process.poll() is not None,
         timeout=30,
         what="the operator to start",
     )

@@ -103,6 +103,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
     Runtime.kube()
+    log.info("slipway operator started: handlers registered, indexes warming up")
 
 
 # ---------------------------------------------------------------- indexes

@@ -14,8 +14,10 @@ def run_operator(namespaces: list[str], prometheus_url: str | None, liveness: st
 
     if prometheus_url:
         os.environ["SLIPWAY_PROMETHEUS_URL"] = prometheus_url
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kopf.configure(verbose=False)
+    logging.getLogger("slipway").info(
+        "slipway operator starting (%s)", ", ".join(namespaces) or "all namespaces"
+    )
     kopf.run(
         standalone=True,
         clusterwide=not namespaces,
