@@ -70,9 +70,7 @@ def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
     return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
 
 
-def wait_for(
-    check: Callable[[], T], timeout: float, what: str, interval: float = 0.25
-) -> T:
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
     """Poll until ``check`` returns something truthy; fail naming what was awaited."""
     deadline = time.monotonic() + timeout
     last: Any = None

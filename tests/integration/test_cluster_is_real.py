@@ -24,8 +24,9 @@ def test_deployment_gets_ready_pods(api: client.ApiClient, namespace: str) -> No
         },
     )
     ready = wait_for(
-        lambda: (apps.read_namespaced_deployment("probe", namespace).status.ready_replicas or 0)
-        >= 2,
+        lambda: (
+            (apps.read_namespaced_deployment("probe", namespace).status.ready_replicas or 0) >= 2
+        ),
         timeout=60,
         what="2 ready pods of Deployment probe",
     )
@@ -49,8 +50,10 @@ def test_deleting_owner_garbage_collects_dependents(api: client.ApiClient, names
     )
     core.delete_namespaced_config_map("owner", namespace)
     gone = wait_for(
-        lambda: "dependent"
-        not in {cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items},
+        lambda: (
+            "dependent"
+            not in {cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items}
+        ),
         timeout=60,
         what="the garbage collector to delete the dependent ConfigMap",
     )

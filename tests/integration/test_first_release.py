@@ -28,7 +28,9 @@ def model_body(name: str = "fraud", **spec: Any) -> dict[str, Any]:
         "metadata": {
             "name": name,
             "labels": {"app.kubernetes.io/instance": "gitops-app"},
-            "annotations": {"argocd.argoproj.io/tracking-id": "app:slipway.dev/ModelDeployment:ns/x"},
+            "annotations": {
+                "argocd.argoproj.io/tracking-id": "app:slipway.dev/ModelDeployment:ns/x"
+            },
         },
         "spec": {
             "owner": {"name": "risk-team", "contact": "#risk"},
@@ -39,9 +41,7 @@ def model_body(name: str = "fraud", **spec: Any) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {"team": "risk"}},
                 "spec": {
-                    "containers": [
-                        {"name": "server", "image": "registry.example/fraud-server:1.0"}
-                    ]
+                    "containers": [{"name": "server", "image": "registry.example/fraud-server:1.0"}]
                 },
             },
             **spec,
@@ -94,7 +94,9 @@ class Cluster:
     def deployments(self) -> dict[str, Any]:
         return {d.metadata.name: d for d in self.apps.list_namespaced_deployment(self.ns).items}
 
-    def wait_phase(self, release: str, phase: str, timeout: float = CONVERGE_SECONDS) -> dict[str, Any]:
+    def wait_phase(
+        self, release: str, phase: str, timeout: float = CONVERGE_SECONDS
+    ) -> dict[str, Any]:
         return wait_for(
             lambda: (s := self.release_status(release)).get("phase") == phase and s,
             timeout=timeout,
@@ -147,7 +149,9 @@ def test_first_release_converges_and_becomes_stable(
         lambda: [
             ep
             for sl in client.DiscoveryV1Api(api)
-            .list_namespaced_endpoint_slice(namespace, label_selector="kubernetes.io/service-name=fraud")
+            .list_namespaced_endpoint_slice(
+                namespace, label_selector="kubernetes.io/service-name=fraud"
+            )
             .items
             for ep in sl.endpoints or []
             if ep.conditions.ready
@@ -217,8 +221,10 @@ def test_release_for_missing_deployment_waits_with_condition_and_event(
     assert ready["reason"] == "DeploymentNotFound"
     assert "'ghost' does not exist" in ready["message"]
     wait_for(
-        lambda: any(e.reason == "DeploymentNotFound" or "ghost" in (e.message or "")
-                    for e in k.events_for("ghost-v1")),
+        lambda: any(
+            e.reason == "DeploymentNotFound" or "ghost" in (e.message or "")
+            for e in k.events_for("ghost-v1")
+        ),
         timeout=CONVERGE_SECONDS,
         what="an Event on the orphan release",
     )
@@ -236,7 +242,9 @@ def test_release_whose_pods_never_become_available_fails_and_stable_keeps_servin
     k.wait_phase("fraud-v1", "Succeeded")
     stable_pods = {
         p.metadata.name
-        for p in k.core.list_namespaced_pod(namespace, label_selector=f"{c.LABEL_RELEASE}=fraud-v1").items
+        for p in k.core.list_namespaced_pod(
+            namespace, label_selector=f"{c.LABEL_RELEASE}=fraud-v1"
+        ).items
     }
     # Pods of later releases can no longer be scheduled: no node has this label.
     k.custom.patch_namespaced_custom_object(
@@ -267,7 +275,9 @@ def test_release_whose_pods_never_become_available_fails_and_stable_keeps_servin
     assert stable.status.ready_replicas == 2
     pods_now = {
         p.metadata.name
-        for p in k.core.list_namespaced_pod(namespace, label_selector=f"{c.LABEL_RELEASE}=fraud-v1").items
+        for p in k.core.list_namespaced_pod(
+            namespace, label_selector=f"{c.LABEL_RELEASE}=fraud-v1"
+        ).items
     }
     assert pods_now == stable_pods, "the stable's pods must not be touched"
     assert k.model_status()["stableRelease"] == "fraud-v1"
@@ -321,20 +331,37 @@ def test_deleting_in_flight_release_removes_its_deployment(
     k.wait_phase("fraud-v1", "Succeeded")
     # Never schedulable, so it stays in flight until deleted.
     k.custom.patch_namespaced_custom_object(
-        c.GROUP, c.VERSION, namespace, c.PLURAL_DEPLOYMENT, "fraud",
-        {"spec": {"progressDeadline": "10m", "template": {"spec": {"nodeSelector": {"slipway.dev/none": "true"}}}}},
+        c.GROUP,
+        c.VERSION,
+        namespace,
+        c.PLURAL_DEPLOYMENT,
+        "fraud",
+        {
+            "spec": {
+                "progressDeadline": "10m",
+                "template": {"spec": {"nodeSelector": {"slipway.dev/none": "true"}}},
+            }
+        },
     )
     time.sleep(1)
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="direct"))
-    wait_for(lambda: "fraud-fraud-v2" in k.deployments(), timeout=CONVERGE_SECONDS, what="v2 Deployment")
-    k.custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL_RELEASE, "fraud-v2")
+    wait_for(
+        lambda: "fraud-fraud-v2" in k.deployments(), timeout=CONVERGE_SECONDS, what="v2 Deployment"
+    )
+    k.custom.delete_namespaced_custom_object(
+        c.GROUP, c.VERSION, namespace, c.PLURAL_RELEASE, "fraud-v2"
+    )
     wait_for(
         lambda: "fraud-fraud-v2" not in k.deployments(),
         timeout=CONVERGE_SECONDS,
         what="the deleted release's Deployment to be pruned",
     )
     assert k.deployments()["fraud-fraud-v1"].status.ready_replicas == 2
-    wait_for(lambda: not k.model_status().get("activeRelease"), timeout=CONVERGE_SECONDS, what="slot freed")
+    wait_for(
+        lambda: not k.model_status().get("activeRelease"),
+        timeout=CONVERGE_SECONDS,
+        what="slot freed",
+    )
 
 
 def test_deleting_stable_release_object_keeps_serving(
@@ -344,7 +371,9 @@ def test_deleting_stable_release_object_keeps_serving(
     k.create(c.PLURAL_DEPLOYMENT, model_body())
     k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
     k.wait_phase("fraud-v1", "Succeeded")
-    k.custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL_RELEASE, "fraud-v1")
+    k.custom.delete_namespaced_custom_object(
+        c.GROUP, c.VERSION, namespace, c.PLURAL_RELEASE, "fraud-v1"
+    )
     time.sleep(8)  # two model reconcile ticks
     assert k.deployments()["fraud-fraud-v1"].status.ready_replicas == 2
 
@@ -371,4 +400,6 @@ def test_deleting_model_deployment_removes_every_child(
         pods = k.core.list_namespaced_pod(namespace, label_selector=f"{c.LABEL_MODEL}=fraud").items
         return not k.deployments() and not pods
 
-    assert wait_for(children_gone, timeout=60, what="every child of the ModelDeployment to be deleted")
+    assert wait_for(
+        children_gone, timeout=60, what="every child of the ModelDeployment to be deleted"
+    )

@@ -87,9 +87,19 @@ CASES = [
         "spec.canary.steps[0].weight",
         "100",
     ),
-    ("bad duration", edit(MODEL, "spec.analysis.interval", "5 minutes"), "spec.analysis.interval", ""),
+    (
+        "bad duration",
+        edit(MODEL, "spec.analysis.interval", "5 minutes"),
+        "spec.analysis.interval",
+        "",
+    ),
     ("unknown router", edit(MODEL, "spec.router", "nginx"), "spec.router", "Unsupported value"),
-    ("empty threshold", edit(MODEL, "spec.slos.0.threshold", {}), "spec.slos[0].threshold", "at least one"),
+    (
+        "empty threshold",
+        edit(MODEL, "spec.slos.0.threshold", {}),
+        "spec.slos[0].threshold",
+        "at least one",
+    ),
     (
         "min above max",
         edit(MODEL, "spec.slos.0.threshold", {"min": 2, "max": 1}),
@@ -104,7 +114,12 @@ CASES = [
     ),
     ("release without uri", edit(RELEASE, "spec.model.uri", ...), "spec.model.uri", "Required"),
     ("bad digest", edit(RELEASE, "spec.model.digest", "md5-nope"), "spec.model.digest", ""),
-    ("unknown strategy", edit(RELEASE, "spec.strategy", "yolo"), "spec.strategy", "Unsupported value"),
+    (
+        "unknown strategy",
+        edit(RELEASE, "spec.strategy", "yolo"),
+        "spec.strategy",
+        "Unsupported value",
+    ),
     ("uppercase deployment", edit(RELEASE, "spec.deployment", "Fraud"), "spec.deployment", ""),
     (
         "bad pause",
@@ -149,7 +164,9 @@ def test_valid_objects_are_accepted(api: client.ApiClient, namespace: str) -> No
     )
 
 
-@pytest.mark.parametrize(("body", "field", "word"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    ("body", "field", "word"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
+)
 def test_invalid_object_is_refused_naming_the_field(
     api: client.ApiClient, namespace: str, body: dict[str, Any], field: str, word: str
 ) -> None:

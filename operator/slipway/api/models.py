@@ -148,7 +148,7 @@ class SLO(ApiModel):
         " {{version}}, {{window}}; every value substituted is escaped."
     )
     threshold: SLOThreshold
-    samples_query: str | None = Field(
+    samples_query: Annotated[str, StringConstraints(min_length=1)] | None = Field(
         default=None,
         description="Optional PromQL template giving the number of samples in the window.",
     )
@@ -182,10 +182,14 @@ class PodTemplate(OpenModel):
     spec: PodSpecTemplate
 
 
-class PrometheusSource(ApiModel):
-    """Where SLO queries go when not the operator's default Prometheus."""
+class MetricsSource(ApiModel):
+    """Where SLO queries go when not the operator's default metrics backend."""
 
+    provider: Literal["prometheus"] = Field(
+        default="prometheus", description="Metric provider; one registry entry each."
+    )
     url: NonEmpty
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
 # ---------------------------------------------------------------- ModelDeployment
@@ -211,7 +215,7 @@ class ModelDeploymentSpec(ApiModel):
         default="5m", description="How long a release's pods may take to become available."
     )
     history_limit: int = Field(default=10, ge=1, le=100)
-    prometheus: PrometheusSource | None = None
+    metrics: MetricsSource | None = None
 
 
 class Condition(ApiModel):
@@ -302,6 +306,7 @@ class SLOResult(ApiModel):
     verdict: Verdict
     value: float | None = None
     baseline: float | None = None
+    samples: float | None = None
     threshold: str = ""
     reason: str = ""
 

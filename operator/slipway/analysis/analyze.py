@@ -1,0 +1,129 @@
+"""One analysis tick: render each SLO's queries, ask the provider, judge.
+
+The tick is the only place that talks to the metrics backend, so it is also
+where load is decided. Per SLO it sends at most one query for the candidate,
+one for the stable baseline (relative thresholds only, same window), and one
+for the sample count (only with a samples query and ``minSamples`` > 0);
+``queries_per_tick`` is that number, for benchmarks and capacity planning.
+It sends fewer, never more: once the backend is unreachable the rest of the
+tick is Inconclusive without further waiting, and an SLO whose candidate
+query fails skips its other queries.
+
+Nothing here raises for bad data or a bad template: every SLO gets a result,
+and a template error is an Inconclusive verdict naming the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from slipway.analysis import templates, verdicts
+from slipway.analysis.provider import MetricProvider, QueryResult
+from slipway.api.models import SLO, AnalysisSettings, SLOResult
+
+log = logging.getLogger(__name__)
+
+
+def _needs_samples(slo: SLO, settings: AnalysisSettings) -> bool:
+    return bool(slo.samples_query) and settings.min_samples > 0
+
+
+def queries_for(slo: SLO, settings: AnalysisSettings) -> int:
+    """Queries one SLO costs per tick when the backend answers everything."""
+    return 1 + int(verdicts.is_relative(slo.threshold)) + int(_needs_samples(slo, settings))
+
+
+def queries_per_tick(slos: Sequence[SLO], settings: AnalysisSettings) -> int:
+    """Queries a whole tick costs at most (the benchmark's number)."""
+    return sum(queries_for(slo, settings) for slo in slos)
+
+
+def _describe(result: QueryResult, what: str) -> str:
+    return f"{what} query failed: {result.error}"
+
+
+def analyze(
+    slos: Sequence[SLO],
+    provider: MetricProvider,
+    variables_for_candidate: Mapping[str, str],
+    variables_for_stable: Mapping[str, str] | None,
+    settings: AnalysisSettings,
+) -> list[SLOResult]:
+    """Judge every SLO of one tick, in order; one result per SLO.
+
+    ``variables_for_candidate`` / ``variables_for_stable`` hold namespace,
+    deployment, release and version (see ``templates.release_variables``);
+    each SLO adds its own window. ``variables_for_stable`` is None when there
+    is no stable release: relative thresholds are then Inconclusive.
+    """
+    results: list[SLOResult] = []
+    down: QueryResult | None = None  # set once the backend stopped answering
+
+    for slo in slos:
+        if down is not None:
+            results.append(verdicts.inconclusive(slo, f"not queried: {down.error}"))
+            continue
+        window = {templates.WINDOW: slo.window}
+        try:
+            candidate_q = templates.render(
+                slo.query, {**variables_for_candidate, **window}, slo=slo.name
+            )
+            stable_q = (
+                templates.render(slo.query, {**variables_for_stable, **window}, slo=slo.name)
+                if verdicts.is_relative(slo.threshold) and variables_for_stable is not None
+                else None
+            )
+            samples_q = (
+                templates.render(
+                    slo.samples_query or "", {**variables_for_candidate, **window}, slo=slo.name
+                )
+                if _needs_samples(slo, settings)
+                else None
+            )
+        except ValueError as err:
+            # The name is already in the message; keep the sentence readable.
+            text = str(err).removeprefix(f"SLO {slo.name!r}: ")
+            results.append(verdicts.inconclusive(slo, f"template error: {text}"))
+            continue
+
+        candidate = provider.query(candidate_q)
+        if not candidate.ok:
+            down = candidate if candidate.unreachable else None
+            results.append(verdicts.inconclusive(slo, _describe(candidate, "candidate")))
+            continue
+
+        samples: float | None = None
+        if samples_q is not None:
+            counted = provider.query(samples_q)
+            if not counted.ok:
+                down = counted if counted.unreachable else None
+                results.append(
+                    verdicts.inconclusive(slo, _describe(counted, "samples"), value=candidate.value)
+                )
+                continue
+            samples = counted.value
+
+        baseline: float | None = None
+        baseline_error: str | None = None
+        if stable_q is not None:
+            stable = provider.query(stable_q)
+            if stable.ok:
+                baseline = stable.value
+            else:
+                down = stable if stable.unreachable else None
+                baseline_error = _describe(stable, "stable baseline")
+        elif verdicts.is_relative(slo.threshold):
+            baseline_error = "no stable release to compare with"
+
+        result = verdicts.judge(
+            slo,
+            candidate.value,
+            baseline,
+            samples,
+            settings.min_samples,
+            baseline_error=baseline_error,
+        )
+        log.debug("%s: %s", result.verdict, result.reason)
+        results.append(result)
+    return results
