@@ -1,8 +1,23 @@
-"""Shared pytest options: where the real cluster comes from."""
+"""Shared pytest wiring: where the real cluster comes from, and its fixtures.
+
+The cluster fixtures are session-scoped and lazy: unit tests never start a
+cluster; the integration and e2e tiers take one from ``--kubeconfig`` or
+``KUBECONFIG`` if given, otherwise they start the local one once per run.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from kubernetes import client
+
+from tests import kube
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -11,3 +26,79 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="use this cluster (e.g. kind) instead of starting the local one",
     )
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(request: pytest.FixtureRequest) -> str:
+    given = request.config.getoption("--kubeconfig") or os.environ.get("KUBECONFIG")
+    path = str(given) if given else kube.local_cluster_kubeconfig()
+    api = kube.api_client(path)
+    version = kube.server_version(api)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    line = f"real Kubernetes API server {version} from {path}"
+    if reporter is not None:
+        reporter.write_line(line)
+    print(line, file=sys.stderr)
+    kube.install_crds(api)
+    return path
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig: str) -> client.ApiClient:
+    return kube.api_client(kubeconfig)
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    with kube.namespace(api) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The operator as a subprocess (`slipway run`), watching the test namespaces."""
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "slipway.cli.main", "run", "--namespace", "slipway-it-*"],
+            env=kube.env_with_kubeconfig(kubeconfig),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    kube.wait_for(
+        lambda: "slipway operator started" in log_path.read_text() or process.poll() is not None,
+        timeout=30,
+        what="the operator to start",
+    )
+    if process.poll() is not None:
+        raise RuntimeError(f"operator exited at start:\n{log_path.read_text()[-4000:]}")
+    yield log_path
+    # Let the operator release its finalizers in the namespaces being deleted.
+    core = client.CoreV1Api(kube.api_client(kubeconfig))
+    try:
+        kube.wait_for(
+            lambda: not [
+                ns
+                for ns in core.list_namespace(label_selector="slipway.dev/test=true").items
+                if ns.status.phase == "Terminating"
+            ],
+            timeout=30,
+            what="test namespaces to finish terminating",
+        )
+    except AssertionError as error:
+        print(f"warning: {error}", file=sys.stderr)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and "operator" in getattr(item, "fixturenames", ()):
+        log_path: Path = item.funcargs.get("operator")  # type: ignore[attr-defined]
+        if log_path and log_path.exists():
+            report.sections.append(("operator log (tail)", log_path.read_text()[-6000:]))

@@ -45,6 +45,8 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
 def test_schema_is_structural(crd: dict[str, Any]) -> None:
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in _walk(schema):
+        for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+            assert node.get(bound, True) is True, f"{bound} at {path} must be a boolean flag"
         for forbidden in ("$ref", "anyOf", "title", "const", "default"):
             assert forbidden not in node or path.endswith(".properties"), f"{forbidden} at {path}"
         if "properties" in node and not path.endswith(".properties"):

@@ -130,6 +130,11 @@ def _clean(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
         if len(options) != 1:
             raise ValueError(f"cannot express union {any_of!r} in a structural schema")
         node = {**_clean(options[0], defs), **node}
+    for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node[bound], bool):
+            # JSON Schema 2020 gives the bound; OpenAPI v3.0 wants a flag beside it.
+            node[inclusive] = node.pop(bound)
+            node[bound] = True
     if "const" in node:
         node["enum"] = [node.pop("const")]
         node.setdefault("type", "string")
