@@ -184,10 +184,11 @@ def test_direct_release_replaces_stable_after_available(
     k.wait_phase("fraud-v1", "Succeeded")
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="direct", image="srv:2"))
     k.wait_phase("fraud-v2", "Succeeded")
+    # The old stable is scaled to zero (kept for a fast rollback), not restarted.
     wait_for(
-        lambda: "fraud-fraud-v1" not in k.deployments(),
+        lambda: k.deployments()["fraud-fraud-v1"].spec.replicas == 0,
         timeout=CONVERGE_SECONDS,
-        what="the old stable Deployment to be removed",
+        what="the old stable Deployment to be scaled to zero",
     )
     new = k.deployments()["fraud-fraud-v2"]
     assert new.spec.template.spec.containers[0].image == "srv:2"
@@ -204,6 +205,13 @@ def test_direct_release_replaces_stable_after_available(
         what="fraud-v3 at the head of the history",
     )
     assert [h["release"] for h in history] == ["fraud-v3", "fraud-v2"]
+    # Only the previous stable is kept (at zero); older ones are pruned.
+    wait_for(
+        lambda: "fraud-fraud-v1" not in k.deployments(),
+        timeout=CONVERGE_SECONDS,
+        what="the Deployment of a release two promotions back to be pruned",
+    )
+    assert k.deployments()["fraud-fraud-v2"].spec.replicas == 0
 
 
 def test_release_for_missing_deployment_waits_with_condition_and_event(
@@ -303,18 +311,18 @@ def test_second_release_waits_while_one_is_in_flight(
     assert k.model_status()["stableRelease"] == "fraud-v2"
 
 
-def test_canary_on_existing_stable_is_pending_with_reason(
+def test_unavailable_strategy_on_existing_stable_is_pending_with_reason(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
     k.create(c.PLURAL_DEPLOYMENT, model_body())
     k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
     k.wait_phase("fraud-v1", "Succeeded")
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="canary"))
+    k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="blueGreen"))
     status = wait_for(
         lambda: (s := k.release_status("fraud-v2")).get("conditions") and s,
         timeout=CONVERGE_SECONDS,
-        what="a condition on the canary release",
+        what="a condition on the blue-green release",
     )
     assert status["phase"] == "Pending"
     ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")

@@ -12,6 +12,7 @@ from slipway.rollout.core import (
     ApplyObject,
     DeleteDeployment,
     RecordStable,
+    ScaleDeployment,
     SetActive,
     Situation,
 )
@@ -117,10 +118,10 @@ def test_direct_release_replaces_stable_only_after_available() -> None:
     done = decide(situation(release=release(strategy="direct"), model=md, deployments=deployments))
     assert done.status.phase == Phase.SUCCEEDED
     kinds = [type(a) for a in done.actions]
-    # The stable is recorded before the old Deployment is deleted.
-    assert kinds.index(RecordStable) < kinds.index(DeleteDeployment)
-    delete = next(a for a in done.actions if isinstance(a, DeleteDeployment))
-    assert delete.name == "fraud-fraud-v1"
+    # The stable is recorded before the old one is scaled to zero (kept for rollback).
+    assert kinds.index(RecordStable) < kinds.index(ScaleDeployment)
+    assert ScaleDeployment("fraud-fraud-v1", 0) in done.actions
+    assert not any(isinstance(a, DeleteDeployment) for a in done.actions)
 
 
 def test_progress_deadline_fails_release_and_leaves_stable() -> None:
@@ -147,8 +148,9 @@ def test_progress_deadline_fails_release_and_leaves_stable() -> None:
     assert not any(isinstance(a, RecordStable) for a in after.actions)
 
 
-def test_canary_after_first_release_is_pending_until_supported() -> None:
-    decision = decide(situation(release=release(strategy="canary"), model=model(stable="fraud-v1")))
+@pytest.mark.parametrize("strategy", ["shadow", "blueGreen"])
+def test_unavailable_strategy_is_pending_with_reason(strategy: str) -> None:
+    decision = decide(situation(release=release(strategy=strategy), model=model(stable="fraud-v1")))
     assert decision.status.phase == Phase.PENDING
     assert ready_reason(decision.status) == cond.STRATEGY_NOT_SUPPORTED
     assert "'fraud-v1' keeps serving" in (decision.status.message or "")

@@ -23,6 +23,16 @@ NO_STABLE: Final = "NoStableRelease"
 STABLE_READY: Final = "StableReady"
 STABLE_NOT_READY: Final = "StableNotReady"
 
+SLO_FAILED: Final = "SLOFailed"
+INCONCLUSIVE_LIMIT: Final = "InconclusiveLimitExceeded"
+ABORTED: Final = "Aborted"
+PAUSED_MANUALLY: Final = "PausedManually"
+HELD_INCONCLUSIVE: Final = "HeldInconclusive"
+STEP_PROGRESSING: Final = "StepProgressing"
+PROMOTING: Final = "Promoting"
+ROLLED_BACK_MANUALLY: Final = "RolledBackManually"
+SUPERSEDED_BY_ROLLBACK: Final = "SupersededByRollback"
+
 # Event reasons (also used as phase-change reasons).
 EVENT_PHASE_CHANGED: Final = "PhaseChanged"
 EVENT_PRUNED: Final = "Pruned"

@@ -34,6 +34,14 @@ MANAGED_BY_VALUE: Final = "slipway"
 ANNOTATION_MODEL_URI: Final = f"{GROUP}/model-uri"
 ANNOTATION_MODEL_DIGEST: Final = f"{GROUP}/model-digest"
 
+# Manual controls, set by `slipway` or by hand / in Git (documented in README).
+ANNOTATION_ACTION: Final = f"{GROUP}/action"
+"""On a ModelRelease: ``promote`` (skip the remaining steps) or ``abort`` (roll back now)."""
+ANNOTATION_PAUSED: Final = f"{GROUP}/paused"
+"""On a ModelRelease: ``"true"`` holds the rollout at its current weight."""
+ANNOTATION_ROLLBACK_TO: Final = f"{GROUP}/rollback-to"
+"""On a ModelDeployment: ``<release>@<request id>`` rolls back to an earlier release."""
+
 # Environment variables injected into the model container.
 ENV_MODEL_URI: Final = "SLIPWAY_MODEL_URI"
 ENV_MODEL_VERSION: Final = "SLIPWAY_MODEL_VERSION"

@@ -258,7 +258,9 @@ class ReleaseRecord(ApiModel):
     digest: str | None = None
     provenance: Provenance | None = None
     strategy: Strategy
+    image: str | None = None
     promoted_at: datetime
+    note: str | None = Field(default=None, description="E.g. 'rollback from fraud-v3'.")
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -272,6 +274,9 @@ class ModelDeploymentStatus(ApiModel):
     message: str | None = Field(default=None, description="Why the spec is invalid, if it is.")
     conditions: list[Condition] = Field(default_factory=list)
     history: list[ReleaseRecord] = Field(default_factory=list)
+    handled_rollback: str | None = Field(
+        default=None, description="The last rollback-to request carried out."
+    )
 
 
 # ---------------------------------------------------------------- ModelRelease
@@ -335,6 +340,10 @@ class ModelReleaseStatus(ApiModel):
     deployment_name: str | None = Field(default=None, description="The release's Deployment.")
     started_at: datetime | None = None
     step_started_at: datetime | None = None
+    weight_reached_at: datetime | None = Field(
+        default=None,
+        description="When this step's weight was first achieved; pauses count from here.",
+    )
     completed_at: datetime | None = None
     failures: int = 0
     inconclusives: int = 0

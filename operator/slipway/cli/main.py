@@ -53,6 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         namespaces=args.namespace or [],
         prometheus_url=args.prometheus_url,
         liveness=args.liveness,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
+    run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     run.set_defaults(func=_cmd_run)
     return parser
 

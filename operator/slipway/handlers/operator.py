@@ -11,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
+from slipway import metrics
+from slipway.analysis.analyze import analyze
+from slipway.analysis.provider import MetricProvider, QueryResult, make_provider
+from slipway.analysis.templates import release_variables
+from slipway.analysis.verdicts import combine, inconclusive
 from slipway.api import conditions as cond
 from slipway.api import constants as c
 from slipway.api.models import (
@@ -26,6 +32,7 @@ from slipway.api.models import (
     ModelDeploymentStatus,
     ModelRelease,
     ModelReleaseStatus,
+    SLOResult,
 )
 from slipway.api.phases import Phase
 from slipway.handlers.status import dump_status, owned_keys, status_patch
@@ -37,11 +44,13 @@ from slipway.kube.observe import (
     deployment_state,
     release_summary,
 )
+from slipway.rollout.canary import analysis_due, analysis_settings
 from slipway.rollout.core import (
     Action,
     ApplyObject,
     DeleteDeployment,
     RecordStable,
+    ScaleDeployment,
     SetActive,
     Situation,
 )
@@ -50,7 +59,7 @@ from slipway.rollout.release import decide
 
 log = logging.getLogger("slipway")
 
-RELEASE_TICK_SECONDS = 2.0
+RELEASE_TICK_SECONDS = 1.0
 MODEL_TICK_SECONDS = 3.0
 RELEASE_KEYS = owned_keys(ModelReleaseStatus)
 MODEL_KEYS = owned_keys(ModelDeploymentStatus)
@@ -64,16 +73,49 @@ class ModelEntry:
     error: str | None
 
 
+class CountingProvider:
+    """A metric provider that counts its queries (the benchmark's figure)."""
+
+    def __init__(self, name: str, inner: MetricProvider) -> None:
+        self.name, self.inner = name, inner
+        self.queries = 0
+
+    def query(self, promql: str) -> QueryResult:
+        result = self.inner.query(promql)
+        self.queries += 1
+        outcome = "ok" if result.ok else ("unreachable" if result.unreachable else "error")
+        metrics.METRIC_QUERIES.labels(self.name, outcome).inc()
+        return result
+
+    def is_online(self) -> bool:
+        return self.inner.is_online()
+
+
 class Runtime:
     """Process-wide collaborators, created once at startup."""
 
     writer: KubeWriter | None = None
+    providers: dict[tuple[str, str, float], CountingProvider] = {}
 
     @classmethod
     def kube(cls) -> KubeWriter:
         if cls.writer is None:
             cls.writer = KubeWriter(make_api_client())
         return cls.writer
+
+    @classmethod
+    def provider(cls, model: ModelDeployment) -> CountingProvider | None:
+        """The model's metric provider, else the operator's default Prometheus."""
+        source = model.spec.metrics
+        name = source.provider if source else "prometheus"
+        url = source.url if source else os.environ.get("SLIPWAY_PROMETHEUS_URL", "")
+        timeout = source.timeout_seconds if source else 5.0
+        if not url:
+            return None
+        key = (name, url, timeout)
+        if key not in cls.providers:
+            cls.providers[key] = CountingProvider(name, make_provider(name, url, timeout))
+        return cls.providers[key]
 
 
 def now() -> datetime:
@@ -185,10 +227,49 @@ def reconcile_release(
         now=now(),
         model_error=entry.error if entry else None,
     )
+    if analysis_due(situation):
+        situation = replace(situation, analysis=run_analysis(situation))
     decision = decide(situation)
     if decision.actions and situation.model is not None:
         _carry_out(situation.model, decision.actions)
     _write_release_status(body, patch, old_status, decision.status)
+
+
+def run_analysis(situation: Situation) -> list[SLOResult]:
+    """Query every SLO of the model for the candidate (and the stable for relative ones)."""
+    model, release = situation.model, situation.release
+    assert model is not None
+    namespace = release.metadata.namespace or ""
+    candidate = release_variables(
+        namespace, model.metadata.name, release.metadata.name, release.spec.model.version
+    )
+    stable = None
+    if model.status.stable_release:
+        stable = release_variables(
+            namespace,
+            model.metadata.name,
+            model.status.stable_release,
+            model.status.stable_version or "",
+        )
+    provider = Runtime.provider(model)
+    if provider is None and model.spec.slos:
+        reason = (
+            "no metrics backend: set spec.metrics.url or run the operator with --prometheus-url"
+        )
+        results = [inconclusive(slo, reason) for slo in model.spec.slos]
+    elif provider is None:
+        results = []
+    else:
+        results = analyze(model.spec.slos, provider, candidate, stable, analysis_settings(model))
+    labels = (namespace, model.metadata.name, release.metadata.name)
+    for result in results:
+        metrics.SLO_VERDICTS.labels(*labels, result.slo, result.verdict.value).inc()
+        if result.value is not None:
+            metrics.SLO_VALUE.labels(*labels, result.slo).set(result.value)
+        if result.baseline is not None:
+            metrics.SLO_BASELINE.labels(*labels, result.slo).set(result.baseline)
+    metrics.ANALYSES.labels(*labels, combine(results).value).inc()
+    return results
 
 
 def _invalid_release(body: kopf.Body, error: ValidationError) -> ModelReleaseStatus:
@@ -212,6 +293,8 @@ def _carry_out(model: ModelDeployment, actions: list[Action]) -> None:
     for action in actions:
         if isinstance(action, ApplyObject):
             kube.apply(action.body)
+        elif isinstance(action, ScaleDeployment):
+            kube.scale_deployment(namespace, action.name, action.replicas)
         elif isinstance(action, SetActive):
             model_patch["activeRelease"] = action.release
         elif isinstance(action, RecordStable):
@@ -241,8 +324,17 @@ def _write_release_status(
     if not changes:
         return
     patch.setdefault("status", {}).update(changes)
+    metrics.KUBE_WRITES.labels("status/ModelRelease").inc()
+    meta = body.get("metadata", {})
+    if new_status.weight is not None:
+        metrics.RELEASE_WEIGHT.labels(
+            meta.get("namespace", ""),
+            body.get("spec", {}).get("deployment", ""),
+            meta.get("name", ""),
+        ).set(new_status.weight)
     old_phase = old.get("phase")
     if old_phase != new.get("phase"):
+        metrics.PHASE_TRANSITIONS.labels(new_status.phase.value).inc()
         bad = new_status.phase in (Phase.FAILED, Phase.ROLLED_BACK)
         kopf.event(
             body,
@@ -322,3 +414,4 @@ def reconcile_model(
         changes["activeRelease"] = None
     if changes:
         patch.setdefault("status", {}).update(changes)
+        metrics.KUBE_WRITES.labels("status/ModelDeployment").inc()

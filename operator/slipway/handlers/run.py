@@ -6,7 +6,12 @@ import logging
 import os
 
 
-def run_operator(namespaces: list[str], prometheus_url: str | None, liveness: str | None) -> int:
+def run_operator(
+    namespaces: list[str],
+    prometheus_url: str | None,
+    liveness: str | None,
+    metrics_port: int | None = None,
+) -> int:
     """Run until interrupted; returns the process exit code."""
     import kopf
 
@@ -15,6 +20,10 @@ def run_operator(namespaces: list[str], prometheus_url: str | None, liveness: st
     if prometheus_url:
         os.environ["SLIPWAY_PROMETHEUS_URL"] = prometheus_url
     kopf.configure(verbose=False)
+    if metrics_port is not None:
+        from slipway.metrics import serve
+
+        serve(metrics_port)
     logging.getLogger("slipway").info(
         "slipway operator starting (%s)", ", ".join(namespaces) or "all namespaces"
     )

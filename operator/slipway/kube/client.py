@@ -18,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from slipway.api import constants as c
+from slipway.metrics import KUBE_WRITES
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class KubeWriter:
             force=True,
             _content_type="application/apply-patch+yaml",
         )
-        self.writes[f"apply/{kind}"] += 1
+        self._count(f"apply/{kind}")
 
     def _patcher(self, kind: str) -> Callable[..., Any]:
         patchers: dict[str, Callable[..., Any]] = {
@@ -68,7 +69,7 @@ class KubeWriter:
 
     def delete_deployment(self, namespace: str, name: str) -> bool:
         """Delete a Deployment (its pods go with it); False if it was already gone."""
-        self.writes["delete/Deployment"] += 1
+        self._count("delete/Deployment")
         try:
             self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
         except ApiException as error:
@@ -88,4 +89,19 @@ class KubeWriter:
             {"status": dict(status)},
             _content_type="application/merge-patch+json",
         )
-        self.writes["patch/ModelDeployment-status"] += 1
+        self._count("patch/ModelDeployment-status")
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        """Set replicas through the scale subresource: no other field, no pod restart."""
+        self.apps.patch_namespaced_deployment_scale(
+            name,
+            namespace,
+            {"spec": {"replicas": replicas}},
+            field_manager=c.FIELD_MANAGER,
+            _content_type="application/merge-patch+json",
+        )
+        self._count("scale/Deployment")
+
+    def _count(self, call: str) -> None:
+        self.writes[call] += 1
+        KUBE_WRITES.labels(call).inc()

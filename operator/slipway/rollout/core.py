@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from slipway.api.models import ModelDeployment, ModelRelease, ModelReleaseStatus, ReleaseRecord
+from slipway.api.models import (
+    ModelDeployment,
+    ModelRelease,
+    ModelReleaseStatus,
+    ReleaseRecord,
+    SLOResult,
+)
 from slipway.kube.observe import DeploymentState, ReleaseSummary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -29,6 +35,8 @@ class Situation:
     now: datetime
     model_error: str | None = None
     """Why the ModelDeployment could not be parsed, when it exists but is invalid."""
+    analysis: list[SLOResult] | None = None
+    """This tick's SLO results, when the handler ran an analysis (see ``analysis_due``)."""
 
     @property
     def release_created(self) -> datetime:
@@ -52,6 +60,14 @@ class DeleteDeployment:
 
 
 @dataclass(frozen=True)
+class ScaleDeployment:
+    """Set a Deployment's replicas through its scale subresource (its pods are not restarted)."""
+
+    name: str
+    replicas: int
+
+
+@dataclass(frozen=True)
 class RecordStable:
     """Make a release the ModelDeployment's stable and prepend it to the history."""
 
@@ -66,7 +82,7 @@ class SetActive:
     release: str | None
 
 
-Action = ApplyObject | DeleteDeployment | RecordStable | SetActive
+Action = ApplyObject | ScaleDeployment | DeleteDeployment | RecordStable | SetActive
 
 
 @dataclass(frozen=True)

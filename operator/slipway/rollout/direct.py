@@ -21,6 +21,7 @@ from slipway.rollout.core import (
     Decision,
     DeleteDeployment,
     RecordStable,
+    ScaleDeployment,
     SetActive,
     Situation,
 )
@@ -92,14 +93,16 @@ def mark_succeeded(
                     digest=release.spec.model.digest,
                     provenance=release.spec.provenance,
                     strategy=status.strategy or Strategy.DIRECT,
+                    image=release.spec.image,
                     promoted_at=now,
                 ),
                 model.spec.history_limit,
             )
         )
         previous = stable_deployment(situation, model)
-        if previous is not None:
-            actions.append(DeleteDeployment(previous.name, f"replaced by release {name!r}"))
+        if previous is not None and previous.replicas != 0:
+            # Kept at zero (not deleted) so a rollback to it is a scale-up.
+            actions.append(ScaleDeployment(previous.name, 0))
     elif model.status.active_release == name:
         actions.append(SetActive(None))
     own = situation.deployments.get(name)

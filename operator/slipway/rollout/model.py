@@ -76,10 +76,11 @@ def prune_orphans(
 ) -> list[tuple[str, str]]:
     """Deployments that serve no purpose any more; the stable's is never one of them."""
     in_history = {record.release for record in status.history}
+    previous = status.history[1].release if len(status.history) > 1 else None
     prune: list[tuple[str, str]] = []
     for release_name, deployment in sorted(deployments.items()):
-        if release_name == status.stable_release:
-            continue
+        if release_name in (status.stable_release, previous):
+            continue  # the stable serves; the previous stable waits at zero for a rollback
         summary = releases.get(release_name)
         if summary is None or summary.deleting:
             prune.append((deployment.name, f"release {release_name!r} was deleted"))

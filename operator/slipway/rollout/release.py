@@ -10,11 +10,11 @@ from __future__ import annotations
 from slipway.api import conditions as cond
 from slipway.api.models import ModelReleaseStatus
 from slipway.api.phases import Phase, Strategy
-from slipway.rollout import direct
+from slipway.rollout import canary, direct
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import Decision, Situation
 
-IMPLEMENTED = frozenset({Strategy.DIRECT})
+IMPLEMENTED = frozenset({Strategy.DIRECT, Strategy.CANARY})
 
 
 def decide(situation: Situation) -> Decision:
@@ -66,9 +66,11 @@ def decide(situation: Situation) -> Decision:
             status,
             cond.STRATEGY_NOT_SUPPORTED,
             f"strategy {strategy.value!r} is not available in this version of Slipway;"
-            f" use strategy 'direct' (the stable {model.status.stable_release!r} keeps serving)",
+            f" use 'canary' or 'direct' (the stable {model.status.stable_release!r} keeps serving)",
         )
     status.strategy = strategy
+    if strategy is Strategy.CANARY:
+        return canary.roll_out(situation, status, model)
     return direct.roll_out(situation, status, model, first=False)
 
 

@@ -1,0 +1,359 @@
+"""The canary strategy with the ``replicas`` router, gated by SLO analysis.
+
+The candidate's share of traffic is its share of the model's ready pods
+behind the shared Service: for a step of weight w out of N replicas the
+candidate gets round(N*w/100) pods and the stable the rest (at least one
+until promotion), and status reports the share actually achieved. A step
+advances once its weight is reached, its pause has elapsed, and the latest
+analysis in that step passed. Failures past ``failureLimit`` roll back at
+once (candidate to zero, stable restored to full size; its pods are never
+restarted); inconclusive ticks past ``inconclusiveLimit`` hold or roll back
+as configured, and inconclusive is never a pass. Promotion scales the
+candidate to full size and makes it the stable without touching its pod
+template, then scales the old stable to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from slipway.analysis.verdicts import combine, explain
+from slipway.api import conditions as cond
+from slipway.api.durations import parse_duration
+from slipway.api.models import (
+    AnalysisRecord,
+    AnalysisSettings,
+    CanaryStep,
+    ModelDeployment,
+    ModelReleaseStatus,
+)
+from slipway.api.phases import InconclusiveAction, Phase, Verdict
+from slipway.kube.children import build_deployment
+from slipway.kube.observe import DeploymentState
+from slipway.rollout.conditions import set_condition
+from slipway.rollout.controls import read_controls
+from slipway.rollout.core import (
+    Action,
+    ApplyObject,
+    Decision,
+    ScaleDeployment,
+    SetActive,
+    Situation,
+)
+from slipway.rollout.direct import achieved_weight, mark_succeeded, stable_deployment
+
+DEFAULT_STEPS = (CanaryStep(weight=25), CanaryStep(weight=50), CanaryStep(weight=75))
+ANALYSIS_HISTORY = 30
+
+
+def steps_for(situation: Situation, model: ModelDeployment) -> list[CanaryStep]:
+    """The release's own steps, else the ModelDeployment's, else the defaults."""
+    if situation.release.spec.canary is not None:
+        return list(situation.release.spec.canary.steps)
+    if model.spec.canary is not None:
+        return list(model.spec.canary.steps)
+    return list(DEFAULT_STEPS)
+
+
+def analysis_settings(model: ModelDeployment) -> AnalysisSettings:
+    """The ModelDeployment's analysis settings, or the defaults."""
+    return model.spec.analysis or AnalysisSettings()
+
+
+def split_replicas(total: int, weight: int) -> tuple[int, int]:
+    """(candidate, stable) pod counts that come closest to ``weight`` percent."""
+    if weight >= 100:
+        return total, 0
+    candidate = min(total, max(1, round(total * weight / 100)))
+    return candidate, max(total - candidate, 1)
+
+
+def analysis_due(situation: Situation) -> bool:
+    """Whether the handler should run an analysis before deciding this tick."""
+    release, model = situation.release, situation.model
+    status = release.status
+    if model is None or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+        return False
+    if status.step is None or status.step > len(steps_for(situation, model)):
+        return False  # promoting: the verdict is in
+    own = situation.deployments.get(release.metadata.name)
+    if own is None or own.ready_replicas == 0:
+        return False
+    last = status.analysis[-1].at if status.analysis else None
+    interval = parse_duration(analysis_settings(model).interval)
+    return last is None or situation.now - last >= interval
+
+
+def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeployment) -> Decision:
+    """One cycle of a canary."""
+    release, now = situation.release, situation.now
+    name = release.metadata.name
+    steps, settings = steps_for(situation, model), analysis_settings(model)
+    total = model.spec.replicas
+    own = situation.deployments.get(name)
+    stable = stable_deployment(situation, model)
+    controls = read_controls(release.metadata.annotations)
+    actions: list[Action] = []
+    if model.status.active_release != name:
+        actions.append(SetActive(name))
+    if status.step is None:
+        status.step, status.step_started_at, status.weight_reached_at = 1, now, None
+    status.started_at = status.started_at or now
+
+    if controls.abort:
+        return roll_back(
+            situation,
+            status,
+            model,
+            actions,
+            cond.ABORTED,
+            "aborted by annotation slipway.dev/action",
+        )
+
+    held_inconclusive = False
+    if situation.analysis is not None:
+        record = AnalysisRecord(
+            at=now, step=status.step, verdict=combine(situation.analysis), slos=situation.analysis
+        )
+        status.analysis = [*status.analysis, record][-ANALYSIS_HISTORY:]
+        status.verdict = record.verdict
+        if record.verdict is Verdict.FAIL:
+            status.failures += 1
+            status.inconclusives = 0
+        elif record.verdict is Verdict.INCONCLUSIVE:
+            status.inconclusives += 1
+        else:
+            status.inconclusives = 0
+        if status.failures > settings.failure_limit:
+            return roll_back(
+                situation,
+                status,
+                model,
+                actions,
+                cond.SLO_FAILED,
+                f"{status.failures} failed analyses (limit {settings.failure_limit}):"
+                f" {explain(situation.analysis)}",
+            )
+        if status.inconclusives > settings.inconclusive_limit:
+            why = (
+                f"{status.inconclusives} inconclusive analyses in a row"
+                f" (limit {settings.inconclusive_limit}): {explain(situation.analysis)}"
+            )
+            if settings.on_inconclusive is InconclusiveAction.ROLLBACK:
+                return roll_back(situation, status, model, actions, cond.INCONCLUSIVE_LIMIT, why)
+            held_inconclusive = True
+            status.message = f"held: {why}; resumes when analysis passes"
+    elif status.inconclusives > settings.inconclusive_limit:
+        held_inconclusive = True  # still held until a passing analysis
+
+    promoting = controls.promote or status.step > len(steps)
+    if promoting:
+        status.step = len(steps) + 1
+        return promote(situation, status, model, actions, own, stable, controls.promote)
+
+    desired = steps[status.step - 1].weight
+    candidate_replicas, stable_replicas = split_replicas(total, desired)
+    actions += size(situation, model, own, candidate_replicas, stable, stable_replicas)
+    status.desired_weight = desired
+    status.weight = achieved_weight(own, stable)
+    status.step_label = f"{status.step}/{len(steps)}"
+    reached = (
+        own is not None
+        and own.replicas == candidate_replicas
+        and own.ready_replicas >= candidate_replicas
+        and (stable is None or stable.replicas == stable_replicas)
+    )
+    if reached and status.weight_reached_at is None:
+        status.weight_reached_at = now
+
+    if controls.paused or held_inconclusive:
+        reason = cond.PAUSED_MANUALLY if controls.paused else cond.HELD_INCONCLUSIVE
+        if controls.paused:
+            status.message = (
+                f"paused by annotation slipway.dev/paused at step {status.step_label},"
+                f" weight {status.weight}%"
+            )
+        return _progress(situation, status, actions, Phase.PAUSED, reason, controls.problem)
+
+    if not reached:
+        deadline = parse_duration(model.spec.progress_deadline)
+        entered = status.step_started_at or now
+        if now - entered > deadline:
+            return roll_back(
+                situation,
+                status,
+                model,
+                actions,
+                cond.PROGRESS_DEADLINE_EXCEEDED,
+                f"step {status.step_label} did not reach weight {desired}% within progressDeadline"
+                f" {model.spec.progress_deadline}",
+            )
+        status.message = (
+            f"step {status.step_label}: waiting for weight {desired}% (now {status.weight}%)"
+        )
+        return _progress(
+            situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
+        )
+
+    pause = parse_duration(steps[status.step - 1].pause)
+    waited = now - (status.weight_reached_at or now)
+    passed = _step_passed(status, status.weight_reached_at or now)
+    if waited >= pause and passed:
+        status.step += 1
+        status.step_started_at, status.weight_reached_at = now, None
+        # Act on the next step now rather than one tick later.
+        follow = roll_out(replace(situation, analysis=None), status, model)
+        return Decision(follow.status, _merge(actions, follow.actions))
+
+    left = max(0, int((pause - waited).total_seconds()))
+    verdict = status.verdict.value if status.verdict else "pending"
+    status.message = (
+        f"step {status.step_label}: weight {status.weight}% (want {desired}%),"
+        f" {left}s of {steps[status.step - 1].pause} pause left, analysis {verdict}"
+    )
+    return _progress(
+        situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
+    )
+
+
+def _step_passed(status: ModelReleaseStatus, since: datetime) -> bool:
+    """The latest analysis since the step's weight was reached passed."""
+    in_step = [r for r in status.analysis if r.step == status.step and r.at >= since]
+    return bool(in_step) and in_step[-1].verdict is Verdict.PASS
+
+
+def size(
+    situation: Situation,
+    model: ModelDeployment,
+    own: DeploymentState | None,
+    candidate_replicas: int,
+    stable: DeploymentState | None,
+    stable_replicas: int,
+) -> list[Action]:
+    """Actions that give the candidate and the stable the pod counts wanted."""
+    actions: list[Action] = []
+    if own is None:
+        actions.append(ApplyObject(build_deployment(model, situation.release, candidate_replicas)))
+    elif own.replicas != candidate_replicas:
+        actions.append(ScaleDeployment(own.name, candidate_replicas))
+    if stable is not None and stable.replicas != stable_replicas:
+        actions.append(ScaleDeployment(stable.name, stable_replicas))
+    return actions
+
+
+def promote(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    own: DeploymentState | None,
+    stable: DeploymentState | None,
+    manual: bool,
+) -> Decision:
+    """Scale the candidate to full size; once available, it becomes the stable."""
+    total = model.spec.replicas
+    status.step_label = "promoting"
+    status.desired_weight = 100
+    if own is None:
+        actions.append(ApplyObject(build_deployment(model, situation.release, total)))
+    elif own.replicas != total:
+        actions.append(ScaleDeployment(own.name, total))
+    status.weight = achieved_weight(own, stable)
+    if own is not None and own.replicas == total and own.available:
+        done = mark_succeeded(situation, status, model)
+        if manual:
+            done.status.message = (
+                f"{done.status.message} (promoted by annotation slipway.dev/action)"
+            )
+        return Decision(done.status, _merge(actions, done.actions))
+    ready = own.ready_replicas if own else 0
+    how = "promoted by annotation, " if manual else ""
+    status.message = f"promoting: {how}waiting for {ready}/{total} candidate pods"
+    return _progress(situation, status, actions, Phase.PROGRESSING, cond.PROMOTING, None)
+
+
+def roll_back(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    reason: str,
+    why: str,
+) -> Decision:
+    """Send the candidate's share to zero at once and give the stable its full size back."""
+    name = situation.release.metadata.name
+    own = situation.deployments.get(name)
+    stable = stable_deployment(situation, model)
+    kept: list[Action] = [
+        a for a in actions if not isinstance(a, (ApplyObject, ScaleDeployment, SetActive))
+    ]
+    if own is not None and own.replicas != 0:
+        kept.append(ScaleDeployment(own.name, 0))
+    if stable is not None and stable.replicas != model.spec.replicas:
+        kept.append(ScaleDeployment(stable.name, model.spec.replicas))
+    if model.status.active_release in (None, name):
+        kept.append(SetActive(None))
+    status.phase = Phase.ROLLED_BACK
+    status.weight, status.desired_weight = 0, 0
+    status.completed_at = situation.now
+    keeps = (
+        f"; stable {model.status.stable_release!r} keeps serving"
+        if model.status.stable_release
+        else ""
+    )
+    status.message = f"rolled back: {why}{keeps}"
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "False",
+        reason,
+        status.message,
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return Decision(status, kept)
+
+
+def _progress(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    actions: list[Action],
+    phase: Phase,
+    reason: str,
+    problem: str | None,
+) -> Decision:
+    status.phase = phase
+    if problem:
+        status.message = f"{status.message} ({problem})"
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "True",
+        reason,
+        status.message or "",
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return Decision(status, actions)
+
+
+def _merge(first: list[Action], second: list[Action]) -> list[Action]:
+    """Both action lists, later scale/apply of the same Deployment replacing the earlier."""
+    merged: list[Action] = []
+    for action in [*first, *second]:
+        if action in merged:
+            continue
+        if isinstance(action, ScaleDeployment):
+            merged = [
+                a for a in merged if not (isinstance(a, ScaleDeployment) and a.name == action.name)
+            ]
+        if isinstance(action, ApplyObject):
+            key = action.body["metadata"]["name"]
+            merged = [
+                a
+                for a in merged
+                if not (isinstance(a, ApplyObject) and a.body["metadata"]["name"] == key)
+            ]
+        merged.append(action)
+    return merged

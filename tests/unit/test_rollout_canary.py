@@ -1,0 +1,407 @@
+"""The canary decision core: steps, weights, analysis gates, rollback, promotion, controls."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from slipway.api import conditions as cond
+from slipway.api import constants as c
+from slipway.api.models import SLOResult
+from slipway.api.phases import Phase, Verdict
+from slipway.kube.observe import DeploymentState
+from slipway.rollout.canary import analysis_due, split_replicas
+from slipway.rollout.core import (
+    ApplyObject,
+    Decision,
+    RecordStable,
+    ScaleDeployment,
+    SetActive,
+    Situation,
+)
+from slipway.rollout.release import decide
+from tests.unit.factories import T0, deployment, model, release
+
+STEPS = {"steps": [{"weight": 25, "pause": "10s"}, {"weight": 50, "pause": "10s"}]}
+ANALYSIS = {"interval": "5s", "failureLimit": 0, "inconclusiveLimit": 1}
+
+
+def md(**spec: Any) -> Any:
+    defaults: dict[str, Any] = {"canary": STEPS, "analysis": ANALYSIS, "replicas": 4}
+    defaults.update(spec)
+    return model(stable="fraud-v1", active="fraud-v2", **defaults)
+
+
+def result(verdict: Verdict, slo: str = "latency") -> SLOResult:
+    return SLOResult(
+        slo=slo, verdict=verdict, value=0.3, threshold="<= 0.25", reason=f"SLO {slo}: {verdict}"
+    )
+
+
+def tick(
+    status: dict[str, Any] | None = None,
+    now: datetime = T0,
+    deployments: dict[str, DeploymentState] | None = None,
+    analysis: list[SLOResult] | None = None,
+    annotations: dict[str, str] | None = None,
+    model_deployment: Any = None,
+) -> Decision:
+    rel = release(strategy="canary", status=status or {})
+    if annotations:
+        rel.metadata.annotations = annotations
+    return decide(
+        Situation(
+            release=rel,
+            model=model_deployment or md(),
+            siblings=(),
+            deployments=deployments
+            if deployments is not None
+            else {"fraud-v1": deployment("fraud-v1", ready=4, replicas=4)},
+            now=now,
+            analysis=analysis,
+        )
+    )
+
+
+def at_step(
+    step: int, cand: int, stable: int, reached: datetime | None = T0, **extra: Any
+) -> tuple[dict[str, Any], dict[str, DeploymentState]]:
+    status = {
+        "phase": "Progressing",
+        "strategy": "canary",
+        "step": step,
+        "startedAt": T0.isoformat(),
+        "stepStartedAt": T0.isoformat(),
+        **({"weightReachedAt": reached.isoformat()} if reached else {}),
+        **extra,
+    }
+    deps = {
+        "fraud-v1": deployment("fraud-v1", ready=stable, replicas=stable),
+        "fraud-v2": deployment("fraud-v2", ready=cand, replicas=cand),
+    }
+    return status, deps
+
+
+def record(step: int, verdict: str, at: datetime) -> dict[str, Any]:
+    return {"at": at.isoformat(), "step": step, "verdict": verdict, "slos": []}
+
+
+@pytest.mark.parametrize(
+    ("total", "weight", "expected"),
+    [
+        (4, 25, (1, 3)),
+        (4, 50, (2, 2)),
+        (4, 75, (3, 1)),
+        (4, 100, (4, 0)),
+        (10, 10, (1, 9)),
+        (10, 5, (1, 9)),  # at least one candidate pod
+        (1, 25, (1, 1)),  # the stable keeps one pod until promotion
+        (3, 50, (2, 1)),
+        (2, 99, (2, 1)),
+    ],
+)
+def test_split_replicas(total: int, weight: int, expected: tuple[int, int]) -> None:
+    assert split_replicas(total, weight) == expected
+
+
+def test_start_creates_candidate_for_first_step_and_shrinks_stable() -> None:
+    decision = tick()
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.step == 1 and decision.status.step_label == "1/2"
+    assert decision.status.desired_weight == 25
+    applied = [a for a in decision.actions if isinstance(a, ApplyObject)]
+    assert applied[0].body["spec"]["replicas"] == 1
+    assert ScaleDeployment("fraud-fraud-v1", 3) in decision.actions
+
+
+def test_achieved_weight_is_reported_not_desired() -> None:
+    status, deps = at_step(1, cand=1, stable=3, reached=None)
+    deps["fraud-v2"] = deployment("fraud-v2", ready=0, replicas=1)
+    decision = tick(status, deployments=deps)
+    assert decision.status.weight == 0
+    assert decision.status.desired_weight == 25
+    assert "waiting for weight 25%" in (decision.status.message or "")
+    assert decision.status.weight_reached_at is None
+
+
+def test_weight_reached_starts_the_pause() -> None:
+    status, deps = at_step(1, cand=1, stable=3, reached=None)
+    decision = tick(status, now=T0 + timedelta(seconds=3), deployments=deps)
+    assert decision.status.weight == 25
+    assert decision.status.weight_reached_at == T0 + timedelta(seconds=3)
+
+
+def test_step_does_not_advance_before_pause_even_if_passing() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(status, T0 + timedelta(seconds=5), deps, analysis=[result(Verdict.PASS)])
+    assert decision.status.step == 1
+    assert "5s of 10s pause left" in (decision.status.message or "")
+
+
+def test_step_does_not_advance_without_analysis() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(status, T0 + timedelta(seconds=30), deps)
+    assert decision.status.step == 1
+
+
+def test_step_does_not_advance_when_last_analysis_inconclusive() -> None:
+    status, deps = at_step(
+        1,
+        1,
+        3,
+        analysis=[
+            record(1, "Pass", T0 + timedelta(seconds=2)),
+            record(1, "Inconclusive", T0 + timedelta(seconds=8)),
+        ],
+        inconclusives=1,
+    )
+    decision = tick(status, T0 + timedelta(seconds=12), deps)
+    assert decision.status.step == 1
+
+
+def test_analysis_from_before_the_weight_was_reached_does_not_count() -> None:
+    status, deps = at_step(
+        1, 1, 3, reached=T0 + timedelta(seconds=5), analysis=[record(1, "Pass", T0)]
+    )
+    decision = tick(status, T0 + timedelta(seconds=20), deps)
+    assert decision.status.step == 1
+
+
+def test_pause_elapsed_with_passing_analysis_advances_and_acts_at_once() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(status, T0 + timedelta(seconds=10), deps, analysis=[result(Verdict.PASS)])
+    assert decision.status.step == 2
+    assert decision.status.step_label == "2/2"
+    assert decision.status.weight_reached_at is None
+    assert ScaleDeployment("fraud-fraud-v2", 2) in decision.actions
+    assert ScaleDeployment("fraud-fraud-v1", 2) in decision.actions
+    assert len(decision.status.analysis) == 1, "the tick's analysis is recorded once"
+
+
+def test_failure_past_limit_rolls_back_at_once() -> None:
+    status, deps = at_step(2, 2, 2)
+    decision = tick(status, T0 + timedelta(seconds=3), deps, analysis=[result(Verdict.FAIL)])
+    assert decision.status.phase == Phase.ROLLED_BACK
+    assert decision.status.weight == 0
+    assert ScaleDeployment("fraud-fraud-v2", 0) in decision.actions
+    assert ScaleDeployment("fraud-fraud-v1", 4) in decision.actions
+    assert SetActive(None) in decision.actions
+    message = decision.status.message or ""
+    assert "SLO latency" in message and "1 failed analyses (limit 0)" in message
+    assert "'fraud-v1' keeps serving" in message
+    ready = next(x for x in decision.status.conditions if x.type == cond.READY)
+    assert ready.reason == cond.SLO_FAILED
+
+
+def test_failures_within_limit_continue() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(
+        status,
+        T0 + timedelta(seconds=3),
+        deps,
+        analysis=[result(Verdict.FAIL)],
+        model_deployment=md(analysis={**ANALYSIS, "failureLimit": 1}),
+    )
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.failures == 1
+    assert decision.status.verdict == Verdict.FAIL
+
+
+def test_inconclusive_past_limit_holds_by_default() -> None:
+    status, deps = at_step(1, 1, 3, inconclusives=1)
+    decision = tick(
+        status, T0 + timedelta(seconds=30), deps, analysis=[result(Verdict.INCONCLUSIVE)]
+    )
+    assert decision.status.phase == Phase.PAUSED
+    assert decision.status.step == 1, "inconclusive is never a pass"
+    assert decision.status.inconclusives == 2
+    ready = next(x for x in decision.status.conditions if x.type == cond.READY)
+    assert ready.reason == cond.HELD_INCONCLUSIVE
+    assert not any(isinstance(a, ScaleDeployment) and a.replicas == 0 for a in decision.actions)
+
+
+def test_held_release_stays_held_between_analyses() -> None:
+    status, deps = at_step(1, 1, 3, inconclusives=2, phase="Paused")
+    decision = tick(status, T0 + timedelta(seconds=31), deps)
+    assert decision.status.phase == Phase.PAUSED
+
+
+def test_held_release_resumes_when_analysis_passes() -> None:
+    status, deps = at_step(1, 1, 3, inconclusives=2, phase="Paused")
+    decision = tick(status, T0 + timedelta(seconds=31), deps, analysis=[result(Verdict.PASS)])
+    assert decision.status.inconclusives == 0
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.step == 2  # pause long over and the analysis passed
+
+
+def test_inconclusive_past_limit_rolls_back_when_configured() -> None:
+    status, deps = at_step(1, 1, 3, inconclusives=1)
+    decision = tick(
+        status,
+        T0 + timedelta(seconds=30),
+        deps,
+        analysis=[result(Verdict.INCONCLUSIVE)],
+        model_deployment=md(analysis={**ANALYSIS, "onInconclusive": "rollback"}),
+    )
+    assert decision.status.phase == Phase.ROLLED_BACK
+    ready = next(x for x in decision.status.conditions if x.type == cond.READY)
+    assert ready.reason == cond.INCONCLUSIVE_LIMIT
+
+
+def test_analysis_history_is_bounded() -> None:
+    history = [record(1, "Pass", T0 + timedelta(seconds=i)) for i in range(40)]
+    status, deps = at_step(1, 1, 3, analysis=history)
+    decision = tick(status, T0 + timedelta(seconds=1), deps, analysis=[result(Verdict.PASS)])
+    assert len(decision.status.analysis) == 30
+    assert decision.status.analysis[-1].at == T0 + timedelta(seconds=1)
+
+
+def test_after_last_step_promotes_candidate_to_full_size() -> None:
+    status, deps = at_step(2, 2, 2)
+    decision = tick(status, T0 + timedelta(seconds=10), deps, analysis=[result(Verdict.PASS)])
+    assert decision.status.step == 3 and decision.status.step_label == "promoting"
+    assert ScaleDeployment("fraud-fraud-v2", 4) in decision.actions
+    assert not any(isinstance(a, RecordStable) for a in decision.actions)
+    assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_promotion_completes_when_candidate_available_and_old_stable_scales_down() -> None:
+    status, deps = at_step(3, 4, 2)
+    decision = tick(status, T0 + timedelta(seconds=1), deps)
+    assert decision.status.phase == Phase.SUCCEEDED
+    kinds = [type(a) for a in decision.actions]
+    assert RecordStable in kinds
+    assert ScaleDeployment("fraud-fraud-v1", 0) in decision.actions
+    assert kinds.index(RecordStable) < kinds.index(ScaleDeployment)
+    # Promotion never re-applies the candidate (its pod template is untouched).
+    assert not any(isinstance(a, ApplyObject) for a in decision.actions)
+
+
+def test_manual_promote_skips_remaining_steps() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(
+        status, T0 + timedelta(seconds=1), deps, annotations={c.ANNOTATION_ACTION: "promote"}
+    )
+    assert decision.status.step_label == "promoting"
+    assert ScaleDeployment("fraud-fraud-v2", 4) in decision.actions
+    assert "promoted by annotation" in (decision.status.message or "")
+
+
+def test_manual_abort_rolls_back() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(
+        status, T0 + timedelta(seconds=1), deps, annotations={c.ANNOTATION_ACTION: "abort"}
+    )
+    assert decision.status.phase == Phase.ROLLED_BACK
+    assert ScaleDeployment("fraud-fraud-v2", 0) in decision.actions
+    ready = next(x for x in decision.status.conditions if x.type == cond.READY)
+    assert ready.reason == cond.ABORTED
+
+
+def test_manual_pause_holds_the_step() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(
+        status,
+        T0 + timedelta(seconds=30),
+        deps,
+        analysis=[result(Verdict.PASS)],
+        annotations={c.ANNOTATION_PAUSED: "true"},
+    )
+    assert decision.status.phase == Phase.PAUSED
+    assert decision.status.step == 1
+    ready = next(x for x in decision.status.conditions if x.type == cond.READY)
+    assert ready.reason == cond.PAUSED_MANUALLY
+
+
+def test_resume_after_manual_pause_continues() -> None:
+    status, deps = at_step(
+        1, 1, 3, phase="Paused", analysis=[record(1, "Pass", T0 + timedelta(seconds=20))]
+    )
+    decision = tick(
+        status, T0 + timedelta(seconds=30), deps, annotations={c.ANNOTATION_PAUSED: "false"}
+    )
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.step == 2
+
+
+def test_unknown_action_is_reported_not_guessed() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(
+        status, T0 + timedelta(seconds=1), deps, annotations={c.ANNOTATION_ACTION: "yolo"}
+    )
+    assert decision.status.phase == Phase.PROGRESSING
+    assert "not one of promote, abort" in (decision.status.message or "")
+
+
+def test_step_weight_never_reached_rolls_back_after_deadline() -> None:
+    status, deps = at_step(1, 1, 3, reached=None)
+    deps["fraud-v2"] = deployment("fraud-v2", ready=0, replicas=1)
+    decision = tick(
+        status, T0 + timedelta(minutes=6), deps, model_deployment=md(progressDeadline="5m")
+    )
+    assert decision.status.phase == Phase.ROLLED_BACK
+    ready = next(x for x in decision.status.conditions if x.type == cond.READY)
+    assert ready.reason == cond.PROGRESS_DEADLINE_EXCEEDED
+
+
+def test_release_steps_override_model_steps() -> None:
+    rel_steps = {"steps": [{"weight": 50, "pause": "1s"}]}
+    rel = release(strategy="canary", canary=rel_steps)
+    decision = decide(
+        Situation(
+            release=rel,
+            model=md(),
+            siblings=(),
+            deployments={"fraud-v1": deployment("fraud-v1", ready=4, replicas=4)},
+            now=T0,
+        )
+    )
+    assert decision.status.step_label == "1/1"
+    assert decision.status.desired_weight == 50
+
+
+@pytest.mark.parametrize(
+    ("phase", "last_seconds", "ready", "expected"),
+    [
+        ("Progressing", None, 1, True),
+        ("Progressing", 5, 1, True),
+        ("Progressing", 4, 1, False),
+        ("Progressing", None, 0, False),
+        ("Paused", 6, 1, True),
+        ("Pending", None, 1, False),
+        ("Succeeded", None, 1, False),
+    ],
+)
+def test_analysis_due(phase: str, last_seconds: int | None, ready: int, expected: bool) -> None:
+    analysis = [record(1, "Pass", T0)] if last_seconds is not None else []
+    now = T0 + timedelta(seconds=last_seconds or 0)
+    status = {"phase": phase, "step": 1, "analysis": analysis}
+    rel = release(strategy="canary", status=status)
+    situation = Situation(
+        release=rel,
+        model=md(),
+        siblings=(),
+        deployments={"fraud-v2": deployment("fraud-v2", ready=ready, replicas=1)},
+        now=now,
+    )
+    assert analysis_due(situation) is expected
+
+
+def test_no_analysis_while_promoting() -> None:
+    rel = release(strategy="canary", status={"phase": "Progressing", "step": 3})
+    situation = Situation(
+        release=rel,
+        model=md(),
+        siblings=(),
+        deployments={"fraud-v2": deployment("fraud-v2", ready=4, replicas=4)},
+        now=T0,
+    )
+    assert analysis_due(situation) is False
+
+
+def test_steady_state_emits_no_actions() -> None:
+    status, deps = at_step(1, 1, 3)
+    decision = tick(status, T0 + timedelta(seconds=2), deps)
+    assert decision.actions == []
