@@ -57,6 +57,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_release_action(args: argparse.Namespace) -> int:
+    from slipway.cli.controls import release_action
+
+    print(release_action(args.release, args.namespace, args.command))
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from slipway.cli.controls import rollback
+
+    print(rollback(args.modeldeployment, args.namespace, args.to))
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from slipway.cli.controls import describe_release
+
+    print(describe_release(args.release, args.namespace))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +101,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     run.set_defaults(func=_cmd_run)
+
+    helps = {
+        "promote": "skip the remaining steps and promote the release",
+        "abort": "roll the release back now",
+        "pause": "hold the release at its current weight",
+        "resume": "continue a paused release",
+    }
+    for action, text in helps.items():
+        cmd = sub.add_parser(action, help=text)
+        cmd.add_argument("release")
+        cmd.add_argument("-n", "--namespace")
+        cmd.set_defaults(func=_cmd_release_action)
+
+    back = sub.add_parser(
+        "rollback", help="roll a ModelDeployment back to an earlier release, fast"
+    )
+    back.add_argument("modeldeployment")
+    back.add_argument("--to", help="release to return to (default: the previous stable)")
+    back.add_argument("-n", "--namespace")
+    back.set_defaults(func=_cmd_rollback)
+
+    describe = sub.add_parser("describe", help="phase, weight and every analysis of a release")
+    describe.add_argument("release")
+    describe.add_argument("-n", "--namespace")
+    describe.set_defaults(func=_cmd_describe)
     return parser
 
 

@@ -301,6 +301,8 @@ def _carry_out(model: ModelDeployment, actions: list[Action]) -> None:
             record = action.record
             kept = [h for h in model.status.history if h.release != record.release]
             history = [record, *kept][: action.history_limit]
+            if action.handled_rollback:
+                model_patch["handledRollback"] = action.handled_rollback
             model_patch.update(
                 stableRelease=record.release,
                 stableVersion=record.version,
@@ -397,6 +399,11 @@ def reconcile_model(
         {s.name: s for s in _entries(release_index, key)},
         now(),
     )
+    if decision.actions:
+        _carry_out(model.model_copy(update={"status": decision.status}), decision.actions)
+    if decision.rollback_message and memo.get("rollback") != decision.rollback_message:
+        memo["rollback"] = decision.rollback_message
+        kopf.event(body, type="Normal", reason="Rollback", message=decision.rollback_message)
     for deployment, reason in decision.prune:
         if kube.delete_deployment(namespace, deployment):
             kopf.event(

@@ -73,6 +73,8 @@ class RecordStable:
 
     record: ReleaseRecord
     history_limit: int
+    handled_rollback: str | None = None
+    """The rollback request this carries out, if any."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from slipway.api.models import ModelDeployment, ModelDeploymentStatus
 from slipway.api.phases import Phase
 from slipway.kube.observe import DeploymentState, ReleaseSummary
 from slipway.rollout.conditions import set_condition
+from slipway.rollout.core import Action
+from slipway.rollout.rollback import pending_request, plan_rollback
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class ModelDecision:
     status: ModelDeploymentStatus
     prune: list[tuple[str, str]] = field(default_factory=list)
     """(Deployment name, reason) pairs."""
+    actions: list[Action] = field(default_factory=list)
+    """Rollback moves (apply, scale, record the stable)."""
+    rollback_message: str | None = None
 
 
 def decide_model(
@@ -66,7 +71,14 @@ def decide_model(
         )
     if status.active_release and status.active_release not in releases:
         status.active_release = None  # deleted in flight: free the slot
-    return ModelDecision(status, prune_orphans(status, deployments, releases))
+    request = pending_request(model)
+    if request is None:
+        return ModelDecision(status, prune_orphans(status, deployments, releases))
+    plan = plan_rollback(model.model_copy(update={"status": status}), request, deployments, now)
+    if plan.refused or (plan.done and not plan.actions):
+        status.handled_rollback = request.raw
+    # While a rollback runs nothing is pruned: its target may be an old release.
+    return ModelDecision(status, [], plan.actions, plan.message)
 
 
 def prune_orphans(

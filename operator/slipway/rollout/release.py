@@ -13,6 +13,7 @@ from slipway.api.phases import Phase, Strategy
 from slipway.rollout import canary, direct
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import Decision, Situation
+from slipway.rollout.rollback import pending_request
 
 IMPLEMENTED = frozenset({Strategy.DIRECT, Strategy.CANARY})
 
@@ -45,6 +46,24 @@ def decide(situation: Situation) -> Decision:
     if model.status.stable_release == release.metadata.name:
         # Promoted before a restart cut the cycle short: finish the bookkeeping.
         return direct.mark_succeeded(situation, status, model)
+
+    if pending_request(model) is not None:
+        if status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+            return canary.roll_back(
+                situation,
+                status,
+                model,
+                [],
+                cond.SUPERSEDED_BY_ROLLBACK,
+                f"ModelDeployment {model.metadata.name!r} is being rolled back"
+                " (annotation slipway.dev/rollback-to)",
+            )
+        return pending(
+            situation,
+            status,
+            cond.WAITING_FOR_RELEASE,
+            f"a rollback of {model.metadata.name!r} is in progress; this release starts after it",
+        )
 
     blocker = in_flight_blocker(situation)
     if blocker is not None:
