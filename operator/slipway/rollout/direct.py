@@ -107,6 +107,7 @@ def mark_succeeded(
         actions.append(SetActive(None))
     own = situation.deployments.get(name)
     status.phase = Phase.SUCCEEDED
+    status.step_label = "complete"
     status.weight, status.desired_weight = 100, 100
     status.completed_at = status.completed_at or now
     status.message = f"promoted: {name!r} is the stable release of {model.metadata.name!r}"

@@ -1,0 +1,256 @@
+"""The `make demo` story: a stable v1, a canary v2 that is promoted, a canary v3 rolled back.
+
+Everything runs for real except the pods' containers: the local cluster
+(real API server, kwok nodes), the operator, Prometheus, and one model-server
+process per release fed by a load generator that follows the weights the
+operator set (see README: the data plane is simulated on kwok). The script
+prints a timeline and ends with ``kubectl get slipway -A -o wide``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from tests import kube
+
+from e2e.dataplane import DataPlane
+from slipway.api import constants as c
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "slipway-demo"
+MANIFESTS = ROOT / "examples" / "manifests"
+STATE = ROOT / "e2e" / ".state"
+
+
+def say(text: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def load(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((MANIFESTS / name).read_text())
+    body["metadata"]["namespace"] = NAMESPACE
+    return body
+
+
+def fresh_namespace(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> None:
+    # The operator is not running yet, so nobody would release its finalizers.
+    for plural in (c.PLURAL_RELEASE, c.PLURAL_DEPLOYMENT):
+        try:
+            items = custom.list_namespaced_custom_object(c.GROUP, c.VERSION, NAMESPACE, plural)
+        except ApiException:
+            continue
+        for item in items.get("items", []):
+            custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                NAMESPACE,
+                plural,
+                item["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )
+    try:
+        core.delete_namespace(NAMESPACE)
+        say(f"deleting the previous {NAMESPACE} namespace")
+        kube.wait_for(lambda: _gone(core), timeout=120, what=f"namespace {NAMESPACE} to go")
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    core.create_namespace({"metadata": {"name": NAMESPACE}})
+
+
+def _gone(core: client.CoreV1Api) -> bool:
+    try:
+        core.read_namespace(NAMESPACE)
+        return False
+    except ApiException as error:
+        return error.status == 404
+
+
+def release_from(base: dict[str, Any], name: str, version: str, **extra: Any) -> dict[str, Any]:
+    body = copy.deepcopy(base)
+    body["metadata"]["name"] = name
+    body["spec"]["model"]["version"] = version
+    body["spec"]["model"]["uri"] = f"s3://models/fraud/{version}/model.npz"
+    body["spec"]["provenance"]["codeVersion"] = f"git:{version}"
+    for key, value in extra.items():
+        if key == "annotations":
+            body["metadata"]["annotations"] = value
+        else:
+            body["spec"][key] = value
+    return body
+
+
+def status_of(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
+    obj: Any = custom.get_namespaced_custom_object(
+        c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, name
+    )
+    return dict(obj.get("status") or {})
+
+
+def last_slos(status: dict[str, Any]) -> str:
+    records = status.get("analysis") or []
+    if not records:
+        return "no analysis yet"
+    last = records[-1]
+    parts = []
+    for slo in last.get("slos") or []:
+        value = slo.get("value")
+        shown = "n/a" if value is None else f"{value:.3f}"
+        parts.append(f"{slo['slo']}={shown} ({slo['threshold']}) {slo['verdict']}")
+    return f"{last['verdict']}: " + ", ".join(parts)
+
+
+def follow(
+    custom: client.CustomObjectsApi, plane: DataPlane, name: str, until: set[str]
+) -> dict[str, Any]:
+    """Print a timeline line whenever something changes, until a phase in ``until``."""
+    shown = ""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = status_of(custom, name)
+        line = (
+            f"{name}: {status.get('phase', '-'):<11} step {status.get('stepLabel', '-'):<9}"
+            f" weight {status.get('weight', 0):>3}% | {last_slos(status)}"
+        )
+        if line != shown:
+            say(line)
+            say(f"    traffic {plane.snapshot().line()}")
+            shown = line
+        if status.get("phase") in until:
+            return status
+        time.sleep(1)
+    raise TimeoutError(f"{name} did not reach {until} in 300s")
+
+
+def main() -> int:
+    say("starting (or reusing) the local cluster; the first run builds it from source")
+    kubeconfig = kube.local_cluster_kubeconfig()
+    api = kube.api_client(kubeconfig)
+    say(f"cluster ready: Kubernetes {kube.server_version(api)}; installing CRDs")
+    kube.install_crds(api)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    fresh_namespace(core, custom)
+
+    say("making sure Prometheus is installed (Debian package)")
+    prometheus = (
+        subprocess.run(
+            ["bash", str(ROOT / "e2e/prometheus/ensure.sh")],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    operator_log = STATE / "demo-operator.log"
+    with DataPlane(kubeconfig, NAMESPACE, prometheus, rps=40.0) as plane:
+        say(f"data plane up: Prometheus at {plane.prometheus_url}, model servers on 127.0.0.1")
+        with operator_log.open("w") as log:
+            operator = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "slipway.cli.main",
+                    "run",
+                    "-n",
+                    NAMESPACE,
+                    "--prometheus-url",
+                    plane.prometheus_url,
+                ],
+                env={**os.environ, "KUBECONFIG": kubeconfig},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            say(f"operator running (pid {operator.pid}, log {operator_log})")
+            model = load("fraud-model.yaml")
+            custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_DEPLOYMENT, model
+            )
+            base = load("fraud-v1.yaml")
+            say("1) first release fraud-v1: nothing to protect, it becomes stable once available")
+            custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, base
+            )
+            follow(custom, plane, "fraud-v1", {"Succeeded", "Failed"})
+            time.sleep(8)  # let v1 build up a baseline in Prometheus
+
+            say("2) canary fraud-v2: same quality, should pass every SLO and be promoted")
+            v2 = release_from(base, "fraud-v2", "v2", strategy="canary")
+            custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, v2
+            )
+            v2_status = follow(custom, plane, "fraud-v2", {"Succeeded", "RolledBack", "Failed"})
+            time.sleep(8)
+
+            say("3) canary fraud-v3: +300 ms latency injected, should be rolled back automatically")
+            v3 = release_from(
+                base,
+                "fraud-v3",
+                "v3",
+                strategy="canary",
+                annotations={"e2e.slipway.dev/inject-latency-ms": "300"},
+            )
+            custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, v3
+            )
+            v3_status = follow(custom, plane, "fraud-v3", {"Succeeded", "RolledBack", "Failed"})
+            say(f"fraud-v3 verdict: {v3_status.get('message')}")
+        finally:
+            operator.send_signal(signal.SIGTERM)
+            try:
+                operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+
+    kubectl = (
+        Path(
+            subprocess.run(
+                ["bash", str(ROOT / "e2e/cluster/build.sh")],
+                stdout=subprocess.PIPE,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        / "kubectl"
+    )
+    shutil.rmtree(STATE / "kubectl-cache", ignore_errors=True)  # stale discovery hides CRDs
+    say("kubectl get slipway -A -o wide")
+    subprocess.run(
+        [
+            str(kubectl),
+            "--kubeconfig",
+            kubeconfig,
+            "--cache-dir",
+            str(STATE / "kubectl-cache"),
+            "get",
+            "slipway",
+            "-A",
+            "-o",
+            "wide",
+        ],
+        check=True,
+    )
+    ok = v2_status.get("phase") == "Succeeded" and v3_status.get("phase") == "RolledBack"
+    say(f"export KUBECONFIG={kubeconfig} to look around; `make cluster-down` stops the cluster")
+    say("demo " + ("finished as expected" if ok else "did NOT end as expected (see above)"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
