@@ -8,13 +8,12 @@ cluster; the integration and e2e tiers take one from ``--kubeconfig`` or
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e.operator_process import OperatorProcess
 from kubernetes import client
 
 from tests import kube
@@ -58,40 +57,26 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
 def operator(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The operator as a subprocess (`slipway run`), watching the test namespaces."""
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "slipway.cli.main", "run", "--namespace", "slipway-it-*"],
-            env=kube.env_with_kubeconfig(kubeconfig),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    kube.wait_for(
-        lambda: "slipway operator started" in log_path.read_text() or process.poll() is not None,
-        timeout=30,
-        what="the operator to start",
-    )
-    if process.poll() is not None:
-        raise RuntimeError(f"operator exited at start:\n{log_path.read_text()[-4000:]}")
+    process = OperatorProcess(kubeconfig, [f"{kube.TEST_PREFIX}-*"], log_path).start()
     yield log_path
     # Let the operator release its finalizers in the namespaces being deleted.
     core = client.CoreV1Api(kube.api_client(kubeconfig))
     try:
         kube.wait_for(
-            lambda: not [
-                ns
-                for ns in core.list_namespace(label_selector="slipway.dev/test=true").items
-                if ns.status.phase == "Terminating"
-            ],
+            lambda: (
+                not [
+                    ns
+                    for ns in core.list_namespace(label_selector="slipway.dev/test=true").items
+                    if ns.status.phase == "Terminating"
+                    and ns.metadata.name.startswith(kube.TEST_PREFIX)
+                ]
+            ),
             timeout=30,
             what="test namespaces to finish terminating",
         )
     except AssertionError as error:
         print(f"warning: {error}", file=sys.stderr)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    process.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -22,6 +22,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[1]
+TEST_PREFIX = "slipway-it"
+"""Namespaces the shared operator fixture watches (``slipway-it-*``)."""
 T = TypeVar("T")
 
 
@@ -86,7 +88,7 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
 
 
 @contextmanager
-def namespace(api: client.ApiClient, prefix: str = "slipway-it") -> Iterator[str]:
+def namespace(api: client.ApiClient, prefix: str = TEST_PREFIX) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards (not waited for)."""
     core = client.CoreV1Api(api)
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"

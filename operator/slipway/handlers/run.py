@@ -20,6 +20,8 @@ def run_operator(
     if prometheus_url:
         os.environ["SLIPWAY_PROMETHEUS_URL"] = prometheus_url
     kopf.configure(verbose=False)
+    # One "Timer succeeded" line per object per second says nothing; failures still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if metrics_port is not None:
         from slipway.metrics import serve
 
