@@ -12,6 +12,7 @@ The binary comes from ``$PROMETHEUS``, the ``PATH``, or ``e2e/prometheus/ensure.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -150,18 +151,43 @@ scrape_configs:
       - targets: [{targets}]
 """
 
+# Targets that come and go (the e2e data plane's model servers): Prometheus re-reads the
+# JSON file when it changes. Scraped labels win over the file's, so a target that labels
+# its own series (``release``, ``version``) keeps one value per label, never ``exported_*``.
+_FILE_SD_JOB = """\
+  - job_name: slipway-file-sd
+    honor_labels: true
+    file_sd_configs:
+      - files: [{path}]
+        refresh_interval: {interval}
+"""
+
 
 class PrometheusServer:
     """One ``prometheus`` process on 127.0.0.1 with its own config and TSDB."""
 
-    def __init__(self, binary: str, targets: list[str], *, scrape_interval: str = "1s") -> None:
+    def __init__(
+        self,
+        binary: str,
+        targets: list[str],
+        *,
+        scrape_interval: str = "1s",
+        file_sd: str | Path | None = None,
+    ) -> None:
+        """``targets`` are scraped as listed; ``file_sd`` names a JSON file of target groups
+        (``[{"targets": ["host:port"], "labels": {...}}]``) that may change while running.
+        """
         self.binary = binary
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="slipway-prometheus-"))
         self._config = self._dir / "prometheus.yml"
         quoted = ", ".join(f'"{t}"' for t in targets)
-        self._config.write_text(_CONFIG.format(interval=scrape_interval, targets=quoted))
+        text = _CONFIG.format(interval=scrape_interval, targets=quoted)
+        if file_sd is not None:
+            path = json.dumps(str(Path(file_sd).resolve()))  # JSON strings are YAML too
+            text += _FILE_SD_JOB.format(path=path, interval=scrape_interval)
+        self._config.write_text(text)
         self._log = self._dir / "prometheus.log"
         self._process: subprocess.Popen[bytes] | None = None
 

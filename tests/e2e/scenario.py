@@ -1,0 +1,122 @@
+"""Building blocks of the e2e scenarios: the demo's ModelDeployment made fast, and probes.
+
+The SLOs are the ones in examples/manifests/fraud-model.yaml (so the e2e tier
+tests what the demo shows); only the timings are shortened.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from slipway.api import constants as c
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "examples" / "manifests"
+KNOB_LATENCY = "e2e.slipway.dev/inject-latency-ms"
+KNOB_ERRORS = "e2e.slipway.dev/inject-error-rate"
+
+
+def fast_model(namespace: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
+    """The demo's ModelDeployment with short steps, windows and analysis interval."""
+    body: dict[str, Any] = yaml.safe_load((MANIFESTS / "fraud-model.yaml").read_text())
+    body["metadata"]["namespace"] = namespace
+    body["spec"].update(
+        {
+            "replicas": 4,
+            "progressDeadline": "60s",
+            "canary": {"steps": [{"weight": 25, "pause": "3s"}, {"weight": 50, "pause": "3s"}]},
+            "analysis": {
+                "interval": "2s",
+                "failureLimit": 0,
+                "inconclusiveLimit": 8,
+                "minSamples": 10,
+                "onInconclusive": "hold",
+            },
+            "metrics": {"url": prometheus_url, "timeoutSeconds": 2},
+        }
+    )
+    for slo in body["spec"]["slos"]:
+        slo["window"] = "10s"
+    body["spec"].update(spec)
+    return body
+
+
+def release(
+    namespace: str, name: str, version: str, annotations: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((MANIFESTS / "fraud-v1.yaml").read_text())
+    body = copy.deepcopy(body)
+    body["metadata"] = {"name": name, "namespace": namespace, "annotations": annotations or {}}
+    body["spec"]["model"].update(uri=f"s3://models/fraud/{version}/model.npz", version=version)
+    body["spec"].update(spec)
+    return body
+
+
+class Watcher:
+    """Samples a release's status and the stable's ready pods in the background.
+
+    The fault tests assert on the whole history (the step never goes back, the
+    stable never loses its pods), not just on the end state.
+    """
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, release: str, stable_deployment: str
+    ) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.apps = client.AppsV1Api(api)
+        self.namespace, self.release, self.stable = namespace, release, stable_deployment
+        self.samples: list[tuple[float, str, int | None, int | None, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                obj: Any = self.custom.get_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self.namespace, c.PLURAL_RELEASE, self.release
+                )
+                status = obj.get("status") or {}
+                stable = self.apps.read_namespaced_deployment(self.stable, self.namespace)
+                self.samples.append(
+                    (
+                        time.monotonic(),
+                        str(status.get("phase")),
+                        status.get("step"),
+                        status.get("weight"),
+                        stable.status.ready_replicas or 0,
+                    )
+                )
+            except client.exceptions.ApiException:
+                pass
+            self._stop.wait(0.2)
+
+    @property
+    def phases(self) -> list[str]:
+        return [s[1] for s in self.samples]
+
+    @property
+    def steps(self) -> list[int]:
+        return [s[2] for s in self.samples if s[2] is not None]
+
+    @property
+    def weights(self) -> list[int]:
+        return [s[3] for s in self.samples if s[3] is not None]
+
+    @property
+    def min_stable_ready(self) -> int:
+        return min(s[4] for s in self.samples)
