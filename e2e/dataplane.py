@@ -604,6 +604,18 @@ class DataPlane:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    def kill_prometheus(self) -> None:
+        """SIGKILL the data plane's Prometheus: an outage, as the operator will see it."""
+        if self._prometheus is None:
+            raise RuntimeError("the data plane is not started")
+        self._prometheus.kill()
+
+    def restart_prometheus(self) -> None:
+        """Start Prometheus again on the same port, config and storage."""
+        if self._prometheus is None:
+            raise RuntimeError("the data plane is not started")
+        self._prometheus.start()
+
     def describe(self) -> str:
         """A snapshot plus the tails of every log, for failure reports."""
         lines = [self.snapshot().line()]

@@ -44,6 +44,10 @@ def fast_model(namespace: str, prometheus_url: str, **spec: Any) -> dict[str, An
     )
     for slo in body["spec"]["slos"]:
         slo["window"] = "10s"
+        if slo["name"] == "accuracy":
+            # A 10 s window of a 20 % canary holds a few dozen labelled answers: too few
+            # to judge a 5 % drop without flaking; these tests regress other SLOs.
+            slo["threshold"] = {"maxDecrease": 0.25}
     body["spec"].update(spec)
     return body
 
@@ -119,4 +123,8 @@ class Watcher:
 
     @property
     def min_stable_ready(self) -> int:
-        return min(s[4] for s in self.samples)
+        """Fewest ready stable pods seen while the release was in flight (after a
+        promotion the old stable is scaled to zero on purpose)."""
+        in_flight = [s[4] for s in self.samples if s[1] in ("Pending", "Progressing", "Paused")]
+        assert in_flight, "the watcher saw no sample of the release in flight"
+        return min(in_flight)
