@@ -57,6 +57,9 @@ cluster-down:
 demo: venv
 	@bash e2e/demo.sh
 
+bench: venv
+	$(BIN)/python -m e2e.bench
+
 lock:
 	rm -rf /tmp/slipway-lock && $(PYTHON) -m venv /tmp/slipway-lock
 	/tmp/slipway-lock/bin/pip install -q -e '.[dev]'
