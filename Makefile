@@ -30,6 +30,7 @@ lint: venv
 	$(BIN)/ruff format --check operator tests e2e examples
 	$(BIN)/mypy
 	$(BIN)/slipway crds --check crds
+	$(BIN)/slipway crds --check charts/slipway/crds
 
 fmt: venv
 	$(BIN)/ruff format operator tests e2e examples
@@ -37,6 +38,7 @@ fmt: venv
 
 crds: venv
 	$(BIN)/slipway crds --out-dir crds
+	$(BIN)/slipway crds --out-dir charts/slipway/crds
 
 unit: venv
 	$(BIN)/pytest tests/unit -q

@@ -39,6 +39,17 @@ def local_cluster_kubeconfig() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+def cluster_bin() -> Path:
+    """The folder of the cached cluster binaries (kubectl, helm, ...), built if missing."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "e2e" / "cluster" / "build.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
 def api_client(kubeconfig: str) -> client.ApiClient:
     return config.new_client_from_config(config_file=kubeconfig)
 

@@ -34,9 +34,9 @@ def fast_model(namespace: str, prometheus_url: str, **spec: Any) -> dict[str, An
             "canary": {"steps": [{"weight": 25, "pause": "3s"}, {"weight": 50, "pause": "3s"}]},
             "analysis": {
                 "interval": "2s",
-                "failureLimit": 0,
+                "failureLimit": 1,
                 "inconclusiveLimit": 8,
-                "minSamples": 10,
+                "minSamples": 30,
                 "onInconclusive": "hold",
             },
             "metrics": {"url": prometheus_url, "timeoutSeconds": 2},

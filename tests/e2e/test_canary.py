@@ -12,9 +12,9 @@ import pytest
 from kubernetes import client
 
 from slipway.api import constants as c
+from tests.cluster import Cluster
 from tests.e2e.conftest import MakeDataPlane
 from tests.e2e.scenario import KNOB_ERRORS, KNOB_LATENCY, Watcher, fast_model, release
-from tests.integration.test_first_release import Cluster
 from tests.kube import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -25,9 +25,9 @@ def test_good_canary_is_promoted_and_regression_rolled_back(
 ) -> None:
     plane = dataplane(rps=40.0)
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, fast_model(namespace, plane.prometheus_url))
-    k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(
+        fast_model(namespace, plane.prometheus_url), release(namespace, "fraud-v1", "v1")
+    )
 
     with Watcher(api, namespace, "fraud-v2", "fraud-fraud-v1") as watch:
         k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v2", "v2", strategy="canary"))
@@ -88,9 +88,9 @@ def test_latency_regression_relative_to_stable_is_rolled_back(
 ) -> None:
     plane = dataplane(rps=40.0)
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, fast_model(namespace, plane.prometheus_url))
-    k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(
+        fast_model(namespace, plane.prometheus_url), release(namespace, "fraud-v1", "v1")
+    )
     k.create(
         c.PLURAL_RELEASE,
         release(namespace, "fraud-v2", "v2", annotations={KNOB_LATENCY: "120"}, strategy="canary"),

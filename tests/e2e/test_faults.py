@@ -20,9 +20,9 @@ from kubernetes import client
 
 from slipway.api import constants as c
 from tests import kube
+from tests.cluster import Cluster
 from tests.e2e.conftest import MakeDataPlane
 from tests.e2e.scenario import KNOB_ERRORS, Watcher, fast_model, release
-from tests.integration.test_first_release import Cluster
 from tests.kube import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +93,7 @@ def test_sigkill_at_random_moments_resumes_same_step(
                 namespace,
                 c.PLURAL_DEPLOYMENT,
                 "fraud",
-                {"spec": {"analysis": {"interval": "2s", "failureLimit": 3, "minSamples": 10}}},
+                {"spec": {"analysis": {"interval": "2s", "failureLimit": 3, "minSamples": 30}}},
             )
             time.sleep(2)
             bad_release = release(
@@ -121,14 +121,15 @@ def test_prometheus_outage_holds_then_resumes_and_limit_rolls_back(
     k = Cluster(api, namespace)
     analysis = {
         "interval": "2s",
-        "failureLimit": 0,
+        "failureLimit": 3,
         "inconclusiveLimit": 2,
-        "minSamples": 10,
+        "minSamples": 30,
         "onInconclusive": "hold",
     }
-    k.create(c.PLURAL_DEPLOYMENT, fast_model(namespace, plane.prometheus_url, analysis=analysis))
-    k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(
+        fast_model(namespace, plane.prometheus_url, analysis=analysis),
+        release(namespace, "fraud-v1", "v1"),
+    )
 
     k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v2", "v2", strategy="canary"))
     wait_for(

@@ -13,7 +13,7 @@ from pathlib import Path
 from kubernetes import client
 
 from slipway.api import constants as c
-from tests.integration.test_first_release import Cluster, model_body, release_body
+from tests.cluster import Cluster, model_body, release_body
 from tests.kube import wait_for
 
 SLOW = {"steps": [{"weight": 25, "pause": "10m"}, {"weight": 50, "pause": "10m"}]}
@@ -34,9 +34,7 @@ def test_pause_resume_promote_abort_and_rollback(
     api: client.ApiClient, namespace: str, operator: Path, kubeconfig: str
 ) -> None:
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, model_body(replicas=4, canary=SLOW))
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(model_body(replicas=4, canary=SLOW), release_body("fraud-v1", "v1"))
 
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="canary"))
     wait_for(

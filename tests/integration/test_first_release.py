@@ -10,105 +10,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from slipway.api import constants as c
+from tests.cluster import CONVERGE_SECONDS, Cluster, model_body, release_body
 from tests.kube import wait_for
-
-CONVERGE_SECONDS = 30
-
-
-def model_body(name: str = "fraud", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND_DEPLOYMENT,
-        "metadata": {
-            "name": name,
-            "labels": {"app.kubernetes.io/instance": "gitops-app"},
-            "annotations": {
-                "argocd.argoproj.io/tracking-id": "app:slipway.dev/ModelDeployment:ns/x"
-            },
-        },
-        "spec": {
-            "owner": {"name": "risk-team", "contact": "#risk"},
-            "tier": "low",
-            "port": 8080,
-            "replicas": 2,
-            "progressDeadline": "30s",
-            "template": {
-                "metadata": {"labels": {"team": "risk"}},
-                "spec": {
-                    "containers": [{"name": "server", "image": "registry.example/fraud-server:1.0"}]
-                },
-            },
-            **spec,
-        },
-    }
-
-
-def release_body(name: str, version: str, deployment: str = "fraud", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND_RELEASE,
-        "metadata": {"name": name},
-        "spec": {
-            "deployment": deployment,
-            "model": {
-                "uri": f"s3://models/fraud/{version}",
-                "version": version,
-                "digest": "sha256:" + "ab" * 16,
-            },
-            "provenance": {"datasetVersion": "2026-11-01", "codeVersion": "git:abc123"},
-            **spec,
-        },
-    }
-
-
-class Cluster:
-    """Small typed accessors for one test namespace."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.ns = namespace
-        self.custom = client.CustomObjectsApi(api)
-        self.apps = client.AppsV1Api(api)
-        self.core = client.CoreV1Api(api)
-
-    def create(self, plural: str, body: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, self.ns, plural, body)
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            c.GROUP, c.VERSION, self.ns, plural, name
-        )
-        return obj
-
-    def release_status(self, name: str) -> dict[str, Any]:
-        return dict(self.get(c.PLURAL_RELEASE, name).get("status") or {})
-
-    def model_status(self, name: str = "fraud") -> dict[str, Any]:
-        return dict(self.get(c.PLURAL_DEPLOYMENT, name).get("status") or {})
-
-    def deployments(self) -> dict[str, Any]:
-        return {d.metadata.name: d for d in self.apps.list_namespaced_deployment(self.ns).items}
-
-    def wait_phase(
-        self, release: str, phase: str, timeout: float = CONVERGE_SECONDS
-    ) -> dict[str, Any]:
-        return wait_for(
-            lambda: (s := self.release_status(release)).get("phase") == phase and s,
-            timeout=timeout,
-            what=f"release {release} to reach phase {phase}",
-        )
-
-    def events_for(self, name: str) -> list[Any]:
-        return [
-            e
-            for e in self.core.list_namespaced_event(self.ns).items
-            if e.involved_object.name == name
-        ]
 
 
 def test_first_release_converges_and_becomes_stable(
@@ -179,9 +87,7 @@ def test_direct_release_replaces_stable_after_available(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, model_body(historyLimit=2))
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(model_body(historyLimit=2), release_body("fraud-v1", "v1"))
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="direct", image="srv:2"))
     k.wait_phase("fraud-v2", "Succeeded")
     # The old stable is scaled to zero (kept for a fast rollback), not restarted.
@@ -245,9 +151,7 @@ def test_release_whose_pods_never_become_available_fails_and_stable_keeps_servin
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, model_body(progressDeadline="8s"))
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(model_body(progressDeadline="8s"), release_body("fraud-v1", "v1"))
     stable_pods = {
         p.metadata.name
         for p in k.core.list_namespaced_pod(
@@ -315,9 +219,7 @@ def test_unavailable_strategy_on_existing_stable_is_pending_with_reason(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, model_body())
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(model_body(), release_body("fraud-v1", "v1"))
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="blueGreen"))
     status = wait_for(
         lambda: (s := k.release_status("fraud-v2")).get("conditions") and s,
@@ -334,9 +236,7 @@ def test_deleting_in_flight_release_removes_its_deployment(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, model_body())
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(model_body(), release_body("fraud-v1", "v1"))
     # Never schedulable, so it stays in flight until deleted.
     k.custom.patch_namespaced_custom_object(
         c.GROUP,
@@ -376,9 +276,7 @@ def test_deleting_stable_release_object_keeps_serving(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, model_body())
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(model_body(), release_body("fraud-v1", "v1"))
     k.custom.delete_namespaced_custom_object(
         c.GROUP, c.VERSION, namespace, c.PLURAL_RELEASE, "fraud-v1"
     )
@@ -390,9 +288,7 @@ def test_deleting_model_deployment_removes_every_child(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
-    k.create(c.PLURAL_DEPLOYMENT, model_body())
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v1", "v1"))
-    k.wait_phase("fraud-v1", "Succeeded")
+    k.start_stable(model_body(), release_body("fraud-v1", "v1"))
     assert "fraud-fraud-v1" in k.deployments()
     k.custom.delete_namespaced_custom_object(
         c.GROUP, c.VERSION, namespace, c.PLURAL_DEPLOYMENT, "fraud", propagation_policy="Foreground"

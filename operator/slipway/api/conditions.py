@@ -33,6 +33,10 @@ PROMOTING: Final = "Promoting"
 ROLLED_BACK_MANUALLY: Final = "RolledBackManually"
 SUPERSEDED_BY_ROLLBACK: Final = "SupersededByRollback"
 
+POLICY_VIOLATION: Final = "PolicyViolation"
+FREEZE_WINDOW: Final = "FreezeWindow"
+RELEASE_INTERVAL: Final = "ReleaseInterval"
+
 # Event reasons (also used as phase-change reasons).
 EVENT_PHASE_CHANGED: Final = "PhaseChanged"
 EVENT_PRUNED: Final = "Pruned"

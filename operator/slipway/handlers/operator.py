@@ -32,6 +32,7 @@ from slipway.api.models import (
     ModelDeploymentStatus,
     ModelRelease,
     ModelReleaseStatus,
+    RolloutPolicy,
     SLOResult,
 )
 from slipway.api.phases import Phase
@@ -168,6 +169,15 @@ def release_index(
     return {(namespace, spec.get("deployment")): release_summary(body)}
 
 
+@kopf.index(c.GROUP, c.VERSION, c.PLURAL_POLICY)
+def policy_index(name: str, body: kopf.Body, **_: Any) -> dict[Any, RolloutPolicy | None]:
+    try:
+        return {name: RolloutPolicy.model_validate(dict(body))}
+    except ValidationError as error:
+        log.warning("RolloutPolicy %s is invalid and ignored: %s", name, describe(error, name))
+        return {name: None}
+
+
 @kopf.index("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE})
 def deployment_index(
     namespace: str | None, body: kopf.Body, **_: Any
@@ -208,6 +218,7 @@ def reconcile_release(
     model_index: kopf.Index[Any, ModelEntry],
     release_index: kopf.Index[Any, ReleaseSummary],
     deployment_index: kopf.Index[Any, DeploymentState],
+    policy_index: kopf.Index[Any, RolloutPolicy | None],
     **_: Any,
 ) -> None:
     old_status = dict(body.get("status") or {})
@@ -219,6 +230,8 @@ def reconcile_release(
     key = (namespace, release.spec.deployment)
     entries = _entries(model_index, key)
     entry = entries[0] if entries else None
+    tier = entry.model.spec.tier if entry and entry.model else None
+    policies = _entries(policy_index, tier) if tier else []
     situation = Situation(
         release=release,
         model=entry.model if entry else None,
@@ -226,6 +239,7 @@ def reconcile_release(
         deployments={d.release: d for d in _entries(deployment_index, key)},
         now=now(),
         model_error=entry.error if entry else None,
+        policy=policies[0] if policies else None,
     )
     if analysis_due(situation):
         situation = replace(situation, analysis=run_analysis(situation))
@@ -260,7 +274,8 @@ def run_analysis(situation: Situation) -> list[SLOResult]:
     elif provider is None:
         results = []
     else:
-        results = analyze(model.spec.slos, provider, candidate, stable, analysis_settings(model))
+        settings = analysis_settings(model, situation.policy)
+        results = analyze(model.spec.slos, provider, candidate, stable, settings)
     labels = (namespace, model.metadata.name, release.metadata.name)
     for result in results:
         metrics.SLO_VERDICTS.labels(*labels, result.slo, result.verdict.value).inc()

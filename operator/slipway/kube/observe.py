@@ -72,15 +72,23 @@ class ReleaseSummary:
     phase: str
     created: datetime
     deleting: bool = False
+    completed: datetime | None = None
 
 
 def release_summary(body: Mapping[str, Any]) -> ReleaseSummary:
     """Reduce a ModelRelease body to a sibling summary."""
     meta = body.get("metadata") or {}
+    status = body.get("status") or {}
     created = meta.get("creationTimestamp") or "1970-01-01T00:00:00Z"
+    completed = status.get("completedAt")
     return ReleaseSummary(
         name=meta["name"],
-        phase=str((body.get("status") or {}).get("phase") or "Pending"),
-        created=datetime.fromisoformat(str(created).replace("Z", "+00:00")),
+        phase=str(status.get("phase") or "Pending"),
+        created=_timestamp(created),
         deleting=bool(meta.get("deletionTimestamp")),
+        completed=_timestamp(completed) if completed else None,
     )
+
+
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))

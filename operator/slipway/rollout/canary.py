@@ -27,6 +27,7 @@ from slipway.api.models import (
     CanaryStep,
     ModelDeployment,
     ModelReleaseStatus,
+    RolloutPolicy,
 )
 from slipway.api.phases import InconclusiveAction, Phase, Verdict
 from slipway.kube.children import build_deployment
@@ -48,17 +49,20 @@ ANALYSIS_HISTORY = 30
 
 
 def steps_for(situation: Situation, model: ModelDeployment) -> list[CanaryStep]:
-    """The release's own steps, else the ModelDeployment's, else the defaults."""
-    if situation.release.spec.canary is not None:
-        return list(situation.release.spec.canary.steps)
-    if model.spec.canary is not None:
-        return list(model.spec.canary.steps)
+    """The release's own steps, else the ModelDeployment's, else the tier's, else defaults."""
+    policy = situation.policy.spec.canary if situation.policy else None
+    for canary in (situation.release.spec.canary, model.spec.canary, policy):
+        if canary is not None:
+            return list(canary.steps)
     return list(DEFAULT_STEPS)
 
 
-def analysis_settings(model: ModelDeployment) -> AnalysisSettings:
-    """The ModelDeployment's analysis settings, or the defaults."""
-    return model.spec.analysis or AnalysisSettings()
+def analysis_settings(
+    model: ModelDeployment, policy: RolloutPolicy | None = None
+) -> AnalysisSettings:
+    """The ModelDeployment's analysis settings, else the tier's, else the defaults."""
+    tier = policy.spec.analysis if policy else None
+    return model.spec.analysis or tier or AnalysisSettings()
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -81,7 +85,7 @@ def analysis_due(situation: Situation) -> bool:
     if own is None or own.ready_replicas == 0:
         return False
     last = status.analysis[-1].at if status.analysis else None
-    interval = parse_duration(analysis_settings(model).interval)
+    interval = parse_duration(analysis_settings(model, situation.policy).interval)
     return last is None or situation.now - last >= interval
 
 
@@ -89,7 +93,8 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     """One cycle of a canary."""
     release, now = situation.release, situation.now
     name = release.metadata.name
-    steps, settings = steps_for(situation, model), analysis_settings(model)
+    steps = steps_for(situation, model)
+    settings = analysis_settings(model, situation.policy)
     total = model.spec.replicas
     own = situation.deployments.get(name)
     stable = stable_deployment(situation, model)

@@ -16,6 +16,7 @@ from slipway.api.models import (
     ModelRelease,
     ModelReleaseStatus,
     ReleaseRecord,
+    RolloutPolicy,
     SLOResult,
 )
 from slipway.kube.observe import DeploymentState, ReleaseSummary
@@ -35,6 +36,8 @@ class Situation:
     now: datetime
     model_error: str | None = None
     """Why the ModelDeployment could not be parsed, when it exists but is invalid."""
+    policy: RolloutPolicy | None = None
+    """The RolloutPolicy of the model's tier, if one exists."""
     analysis: list[SLOResult] | None = None
     """This tick's SLO results, when the handler ran an analysis (see ``analysis_due``)."""
 

@@ -81,6 +81,12 @@ def decide_model(
     return ModelDecision(status, [], plan.actions, plan.message)
 
 
+def replaced_since(summary: ReleaseSummary, status: ModelDeploymentStatus) -> bool:
+    """A release that completed before the current stable was promoted (off the history)."""
+    head = status.history[0].promoted_at if status.history else None
+    return summary.completed is not None and head is not None and summary.completed <= head
+
+
 def prune_orphans(
     status: ModelDeploymentStatus,
     deployments: Mapping[str, DeploymentState],
@@ -98,8 +104,10 @@ def prune_orphans(
             prune.append((deployment.name, f"release {release_name!r} was deleted"))
         elif summary.phase in (Phase.ROLLED_BACK, Phase.FAILED):
             prune.append((deployment.name, f"release {release_name!r} is {summary.phase}"))
-        elif summary.phase == Phase.SUCCEEDED and release_name in in_history:
-            # Only once the history shows it was replaced: a fresh promotion that
-            # this (possibly older) view of the model has not seen yet is kept.
+        elif summary.phase == Phase.SUCCEEDED and (
+            release_name in in_history or replaced_since(summary, status)
+        ):
+            # Only once this view of the model shows it was replaced: a fresh promotion
+            # that an older view has not seen yet is kept.
             prune.append((deployment.name, f"release {release_name!r} was replaced"))
     return prune

@@ -13,6 +13,7 @@ from slipway.api.phases import Phase, Strategy
 from slipway.rollout import canary, direct
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import Decision, Situation
+from slipway.rollout.policy import check_policy
 from slipway.rollout.rollback import pending_request
 
 IMPLEMENTED = frozenset({Strategy.DIRECT, Strategy.CANARY})
@@ -76,7 +77,14 @@ def decide(situation: Situation) -> Decision:
         )
 
     strategy = release.spec.strategy or model.spec.default_strategy
-    if model.status.stable_release is None:
+    first = model.status.stable_release is None
+    if status.started_at is None:
+        objection = check_policy(situation.policy, model, release, strategy, first, situation.now)
+        if objection is not None and objection.phase is Phase.FAILED:
+            return refuse(situation, status, objection.reason, objection.message)
+        if objection is not None:
+            return pending(situation, status, objection.reason, objection.message)
+    if first:
         status.strategy = strategy
         return direct.roll_out(situation, status, model, first=True)
     if strategy not in IMPLEMENTED:
@@ -119,6 +127,23 @@ def pending(
     """Hold the release in Pending with a reason that says what it waits for."""
     status.phase = Phase.PENDING
     status.message = message
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "False",
+        reason,
+        message,
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return Decision(status)
+
+
+def refuse(situation: Situation, status: ModelReleaseStatus, reason: str, message: str) -> Decision:
+    """Fail a release that can never start as it is (its spec is immutable); nothing changed."""
+    status.phase = Phase.FAILED
+    status.message = message
+    status.completed_at = situation.now
     status.conditions = set_condition(
         status.conditions,
         cond.READY,

@@ -1,0 +1,133 @@
+"""ModelDeployment decisions: status from observed pods, and which Deployments to prune."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from slipway.api import conditions as cond
+from slipway.api.models import ModelDeployment, ReleaseRecord
+from slipway.kube.observe import ReleaseSummary
+from slipway.rollout.model import decide_model
+from tests.unit.factories import T0, deployment, model
+
+
+def with_history(md: ModelDeployment, *names: str, step: int = 10) -> ModelDeployment:
+    md.status.history = [
+        ReleaseRecord(
+            release=name,
+            version=name,
+            uri=f"s3://m/{name}",
+            strategy="canary",
+            promoted_at=T0 - timedelta(minutes=i * step),
+        )
+        for i, name in enumerate(names)
+    ]
+    return md
+
+
+def summary(name: str, phase: str, completed_minutes: int | None = None) -> ReleaseSummary:
+    done = T0 + timedelta(minutes=completed_minutes) if completed_minutes is not None else None
+    return ReleaseSummary(name=name, phase=phase, created=T0 - timedelta(hours=1), completed=done)
+
+
+def test_no_stable_yet() -> None:
+    decision = decide_model(model(), {}, {}, T0)
+    assert decision.status.ready is None
+    serving = next(c for c in decision.status.conditions if c.type == cond.STABLE_SERVING)
+    assert (serving.status, serving.reason) == ("False", cond.NO_STABLE)
+
+
+@pytest.mark.parametrize(
+    ("ready", "status", "reason"),
+    [(2, "True", cond.STABLE_READY), (0, "False", cond.STABLE_NOT_READY)],
+)
+def test_ready_and_serving_condition(ready: int, status: str, reason: str) -> None:
+    decision = decide_model(
+        model(stable="fraud-v1"), {"fraud-v1": deployment("fraud-v1", ready=ready)}, {}, T0
+    )
+    assert decision.status.ready == f"{ready}/2"
+    serving = next(c for c in decision.status.conditions if c.type == cond.STABLE_SERVING)
+    assert (serving.status, serving.reason) == (status, reason)
+    assert decision.status.observed_generation == 1
+
+
+def test_stable_is_never_pruned_even_when_its_release_is_deleted() -> None:
+    decision = decide_model(
+        model(stable="fraud-v1"), {"fraud-v1": deployment("fraud-v1", 2)}, {}, T0
+    )
+    assert decision.prune == []
+
+
+def test_deleted_in_flight_release_is_pruned_and_frees_the_slot() -> None:
+    md = model(stable="fraud-v1", active="fraud-v2")
+    decision = decide_model(
+        md, {"fraud-v1": deployment("fraud-v1", 2), "fraud-v2": deployment("fraud-v2", 1)}, {}, T0
+    )
+    assert [name for name, _ in decision.prune] == ["fraud-fraud-v2"]
+    assert decision.status.active_release is None
+
+
+@pytest.mark.parametrize("phase", ["RolledBack", "Failed"])
+def test_finished_bad_release_is_pruned(phase: str) -> None:
+    md = model(stable="fraud-v1")
+    decision = decide_model(
+        md,
+        {"fraud-v1": deployment("fraud-v1", 2), "fraud-v2": deployment("fraud-v2", 0, 0)},
+        {"fraud-v2": summary("fraud-v2", phase)},
+        T0,
+    )
+    assert [name for name, _ in decision.prune] == ["fraud-fraud-v2"]
+
+
+def test_previous_stable_is_kept_at_zero_for_rollback() -> None:
+    md = with_history(model(stable="fraud-v2"), "fraud-v2", "fraud-v1")
+    decision = decide_model(
+        md,
+        {"fraud-v2": deployment("fraud-v2", 2), "fraud-v1": deployment("fraud-v1", 0, 0)},
+        {"fraud-v1": summary("fraud-v1", "Succeeded", -20)},
+        T0,
+    )
+    assert decision.prune == []
+
+
+def test_release_two_promotions_back_is_pruned_even_off_the_history() -> None:
+    md = with_history(model(stable="fraud-v3", historyLimit=2), "fraud-v3", "fraud-v2")
+    decision = decide_model(
+        md,
+        {
+            "fraud-v3": deployment("fraud-v3", 2),
+            "fraud-v2": deployment("fraud-v2", 0, 0),
+            "fraud-v1": deployment("fraud-v1", 0, 0),
+        },
+        {
+            "fraud-v1": summary("fraud-v1", "Succeeded", -30),
+            "fraud-v2": summary("fraud-v2", "Succeeded", -10),
+        },
+        T0,
+    )
+    assert [name for name, _ in decision.prune] == ["fraud-fraud-v1"]
+
+
+def test_fresh_promotion_not_yet_in_this_view_is_kept() -> None:
+    # The release index already says Succeeded; this (older) view of the model does not
+    # know it is the stable yet. Its Deployment must survive.
+    md = with_history(model(stable="fraud-v1"), "fraud-v1")
+    decision = decide_model(
+        md,
+        {"fraud-v1": deployment("fraud-v1", 2), "fraud-v2": deployment("fraud-v2", 2)},
+        {"fraud-v2": summary("fraud-v2", "Succeeded", 1)},
+        T0,
+    )
+    assert decision.prune == []
+
+
+def test_in_flight_release_is_kept() -> None:
+    decision = decide_model(
+        model(stable="fraud-v1", active="fraud-v2"),
+        {"fraud-v1": deployment("fraud-v1", 2), "fraud-v2": deployment("fraud-v2", 1)},
+        {"fraud-v2": summary("fraud-v2", "Progressing")},
+        T0,
+    )
+    assert decision.prune == []

@@ -1,0 +1,118 @@
+"""Tier policies: what fails a release, what postpones it, and the defaults they give."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from slipway.api import conditions as cond
+from slipway.api.models import ReleaseRecord, RolloutPolicy
+from slipway.api.phases import Phase
+from slipway.rollout.canary import analysis_settings, steps_for
+from slipway.rollout.core import Situation
+from slipway.rollout.release import decide
+from tests.unit.factories import T0, deployment, model, release
+
+
+def policy(**spec: Any) -> RolloutPolicy:
+    return RolloutPolicy.model_validate({"metadata": {"name": "high"}, "spec": spec})
+
+
+def tick(pol: RolloutPolicy, rel: Any = None, md: Any = None, now: Any = T0) -> Any:
+    return decide(
+        Situation(
+            release=rel or release(strategy="canary"),
+            model=md or model(stable="fraud-v1", tier="high"),
+            siblings=(),
+            deployments={"fraud-v1": deployment("fraud-v1", 2)},
+            now=now,
+            policy=pol,
+        )
+    )
+
+
+def reason(decision: Any) -> str:
+    return next(c.reason for c in decision.status.conditions if c.type == cond.READY)
+
+
+def test_disallowed_strategy_fails_with_the_allowed_ones() -> None:
+    decision = tick(policy(allowedStrategies=["canary"]), release(strategy="direct"))
+    assert decision.status.phase == Phase.FAILED
+    assert reason(decision) == cond.POLICY_VIOLATION
+    assert "'direct' is not allowed for tier 'high' (allowed: canary)" in decision.status.message
+    assert decision.actions == []
+
+
+def test_first_release_is_not_held_to_the_strategy_rule() -> None:
+    decision = tick(
+        policy(allowedStrategies=["canary"]), release(strategy="direct"), model(tier="high")
+    )
+    assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_missing_provenance_fails_naming_the_fields() -> None:
+    pol = policy(requiredProvenance=["datasetVersion", "digest"])
+    decision = tick(pol, release(strategy="canary", provenance={"codeVersion": "abc"}))
+    assert decision.status.phase == Phase.FAILED
+    assert "datasetVersion, digest" in decision.status.message
+
+
+def test_present_provenance_passes() -> None:
+    pol = policy(requiredProvenance=["datasetVersion"])
+    decision = tick(pol, release(strategy="canary", provenance={"datasetVersion": "2026-10"}))
+    assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_freeze_window_postpones() -> None:
+    window = {
+        "start": (T0 - timedelta(hours=1)).isoformat(),
+        "end": (T0 + timedelta(hours=1)).isoformat(),
+        "reason": "Black Friday",
+    }
+    decision = tick(policy(freezeWindows=[window]))
+    assert decision.status.phase == Phase.PENDING
+    assert reason(decision) == cond.FREEZE_WINDOW
+    assert "Black Friday" in decision.status.message
+    after = tick(policy(freezeWindows=[window]), now=T0 + timedelta(hours=2))
+    assert after.status.phase == Phase.PROGRESSING
+
+
+def test_minimum_release_interval_postpones() -> None:
+    md = model(stable="fraud-v1", tier="high")
+    md.status.history = [
+        ReleaseRecord(
+            release="fraud-v1",
+            version="v1",
+            uri="u",
+            strategy="canary",
+            promoted_at=T0 - timedelta(hours=2),
+        )
+    ]
+    decision = tick(policy(minReleaseInterval="24h"), md=md)
+    assert decision.status.phase == Phase.PENDING
+    assert reason(decision) == cond.RELEASE_INTERVAL
+    later = tick(policy(minReleaseInterval="24h"), md=md, now=T0 + timedelta(hours=23))
+    assert later.status.phase == Phase.PROGRESSING
+
+
+def test_policy_is_not_rechecked_once_started() -> None:
+    started = release(
+        strategy="direct", status={"phase": "Progressing", "startedAt": T0.isoformat()}
+    )
+    decision = tick(policy(allowedStrategies=["canary"]), started)
+    assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_policy_gives_default_steps_and_analysis() -> None:
+    pol = policy(
+        canary={"steps": [{"weight": 5}, {"weight": 10}]},
+        analysis={"interval": "1m", "failureLimit": 0},
+    )
+    situation = Situation(
+        release=release(), model=model(), siblings=(), deployments={}, now=T0, policy=pol
+    )
+    assert [s.weight for s in steps_for(situation, model())] == [5, 10]
+    assert analysis_settings(model(), pol).interval == "1m"
+    own = model(canary={"steps": [{"weight": 50}]}, analysis={"interval": "5s"})
+    assert [s.weight for s in steps_for(situation, own)] == [50]
+    assert analysis_settings(own, pol).interval == "5s"
