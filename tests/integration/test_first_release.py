@@ -79,6 +79,9 @@ def test_first_release_converges_and_becomes_stable(
     assert model["history"][0]["provenance"]["datasetVersion"] == "2026-11-01"
     assert model["history"][0]["digest"] == "sha256:" + "ab" * 16
     assert not model.get("activeRelease")
+    # No finalizers: deleting these never waits for the operator (GitOps prunes, namespaces).
+    for plural, name in ((c.PLURAL_DEPLOYMENT, "fraud"), (c.PLURAL_RELEASE, "fraud-v1")):
+        assert not k.get(plural, name)["metadata"].get("finalizers"), plural
     reasons = {e.reason for e in k.events_for("fraud-v1")}
     assert {"Progressing", "Succeeded"} <= reasons, reasons
 

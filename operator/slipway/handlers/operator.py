@@ -8,6 +8,7 @@ exactly where the stored status says it was.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kopf._core.intents import handlers as kopf_handlers
 from pydantic import ValidationError
 
 from slipway import metrics
@@ -133,6 +135,25 @@ def describe(error: ValidationError, prefix: str) -> str:
 
 
 # ---------------------------------------------------------------- startup
+
+
+def drop_timer_finalizers(registry: Any = None) -> int:
+    """Register Slipway's timers without kopf's finalizer; returns how many were changed.
+
+    kopf adds a finalizer for every object a timer serves, so that deleting it
+    waits for the operator. Slipway needs none: children are garbage-collected
+    through owner references and an in-flight release that disappears is pruned
+    by level. Without it, deleting a release, a ModelDeployment or a namespace
+    (an Argo CD prune, say) never hangs while the operator is down.
+    """
+    registry = registry or kopf.get_default_registry()
+    changed = 0
+    spawning = registry._spawning  # kopf has no public switch for this (pinned version)
+    for index, handler in enumerate(spawning._handlers):
+        if isinstance(handler, kopf_handlers.TimerHandler) and handler.requires_finalizer:
+            spawning._handlers[index] = dataclasses.replace(handler, requires_finalizer=False)
+            changed += 1
+    return changed
 
 
 @kopf.on.startup()
@@ -437,3 +458,6 @@ def reconcile_model(
     if changes:
         patch.setdefault("status", {}).update(changes)
         metrics.KUBE_WRITES.labels("status/ModelDeployment").inc()
+
+
+drop_timer_finalizers()
