@@ -290,3 +290,10 @@ def test_explain() -> None:
     assert explain([result(P, "a"), result(INC, "b")]) == "SLO b: Inconclusive"
     assert explain([result(P, "a"), result(P, "b")]) == "all 2 SLOs passed"
     assert explain([]) == "no SLOs to analyse"
+
+
+@pytest.mark.parametrize(("threshold", "value"), [({"min": 0.9}, INF), ({"max": 0.25}, -INF)])
+def test_infinity_never_passes(threshold: dict[str, float], value: float) -> None:
+    result = judge(slo(**threshold), value, None, None, 1)
+    assert result.verdict is INC
+    assert "not a measurement" in result.reason

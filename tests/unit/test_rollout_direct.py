@@ -230,3 +230,50 @@ def test_achieved_weight_is_ready_pod_ratio(mine: int, theirs: int, expected: in
 
 def test_observed_generation_is_always_set() -> None:
     assert decide(situation(model=None)).status.observed_generation == 1
+
+
+def test_router_that_is_not_available_waits_and_does_not_block_others() -> None:
+    decision = decide(
+        situation(
+            release=release(strategy="canary"), model=model(stable="fraud-v1", router="istio")
+        )
+    )
+    assert decision.status.phase == Phase.PENDING
+    assert ready_reason(decision.status) == cond.ROUTER_NOT_SUPPORTED
+    stuck = type(sibling("x"))(
+        "fraud-v0", "Pending", T0 - timedelta(minutes=5), reason=cond.STRATEGY_NOT_SUPPORTED
+    )
+    assert in_flight_blocker(situation(siblings=(stuck,))) is None
+
+
+def test_direct_release_at_the_wrong_size_is_not_promoted() -> None:
+    md = model(stable="fraud-v1", active="fraud-v2", replicas=4)
+    deps = {
+        "fraud-v1": deployment("fraud-v1", 4, 4),
+        "fraud-v2": deployment("fraud-v2", 1, replicas=1),
+    }
+    decision = decide(situation(release=release(strategy="direct"), model=md, deployments=deps))
+    assert decision.status.phase == Phase.PROGRESSING
+    assert ScaleDeployment("fraud-fraud-v2", 4) in decision.actions or any(
+        isinstance(a, ApplyObject) and a.body["spec"]["replicas"] == 4 for a in decision.actions
+    )
+
+
+def test_abort_works_for_a_direct_release() -> None:
+    rel = release(strategy="direct", status={"phase": "Progressing", "startedAt": T0.isoformat()})
+    rel.metadata.annotations = {"slipway.dev/action": "abort"}
+    md = model(stable="fraud-v1", active="fraud-v2")
+    deps = {"fraud-v1": deployment("fraud-v1", 2), "fraud-v2": deployment("fraud-v2", 0)}
+    decision = decide(situation(release=rel, model=md, deployments=deps))
+    assert decision.status.phase == Phase.ROLLED_BACK
+    assert ScaleDeployment("fraud-fraud-v2", 0) in decision.actions
+
+
+def test_refused_rollback_request_does_not_abort_the_release_in_flight() -> None:
+    md = model(stable="fraud-v1", active="fraud-v2")
+    md.metadata.annotations = {"slipway.dev/rollback-to": "typo@1"}
+    rel = release(strategy="direct", status={"phase": "Progressing", "startedAt": T0.isoformat()})
+    decision = decide(
+        situation(release=rel, model=md, deployments={"fraud-v2": deployment("fraud-v2", 1)})
+    )
+    assert decision.status.phase == Phase.PROGRESSING

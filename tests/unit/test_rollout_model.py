@@ -9,6 +9,7 @@ import pytest
 from slipway.api import conditions as cond
 from slipway.api.models import ModelDeployment, ReleaseRecord
 from slipway.kube.observe import ReleaseSummary
+from slipway.rollout.core import ScaleDeployment
 from slipway.rollout.model import decide_model
 from tests.unit.factories import T0, deployment, model
 
@@ -131,3 +132,42 @@ def test_in_flight_release_is_kept() -> None:
         T0,
     )
     assert decision.prune == []
+
+
+def test_at_rest_the_stable_gets_its_full_size_back() -> None:
+    # A release deleted mid-canary left the stable shrunk to 1 of 4.
+    md = model(stable="fraud-v1", replicas=4)
+    decision = decide_model(md, {"fraud-v1": deployment("fraud-v1", 1, replicas=1)}, {}, T0)
+    assert decision.actions == [ScaleDeployment("fraud-fraud-v1", 4)]
+    assert decision.status.ready == "1/4", "ready counts against the spec, not the shrunk size"
+
+
+def test_at_rest_the_kept_previous_stable_goes_to_zero() -> None:
+    md = with_history(model(stable="fraud-v2", replicas=2), "fraud-v2", "fraud-v1")
+    deps = {
+        "fraud-v2": deployment("fraud-v2", 2),
+        "fraud-v1": deployment("fraud-v1", 1, replicas=1),
+    }
+    decision = decide_model(md, deps, {"fraud-v1": summary("fraud-v1", "Succeeded", -20)}, T0)
+    assert decision.actions == [ScaleDeployment("fraud-fraud-v1", 0)]
+
+
+def test_nothing_is_resized_while_a_release_is_in_flight() -> None:
+    md = model(stable="fraud-v1", replicas=4)
+    deps = {
+        "fraud-v1": deployment("fraud-v1", 3, replicas=3),
+        "fraud-v2": deployment("fraud-v2", 1, replicas=1),
+    }
+    decision = decide_model(md, deps, {"fraud-v2": summary("fraud-v2", "Pending")}, T0)
+    assert decision.actions == []
+
+
+def test_active_release_that_finished_frees_the_slot() -> None:
+    md = model(stable="fraud-v1", active="fraud-v2", replicas=4)
+    decision = decide_model(
+        md,
+        {"fraud-v1": deployment("fraud-v1", 4, replicas=4)},
+        {"fraud-v2": summary("fraud-v2", "RolledBack")},
+        T0,
+    )
+    assert decision.status.active_release is None

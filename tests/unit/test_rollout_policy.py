@@ -116,3 +116,21 @@ def test_policy_gives_default_steps_and_analysis() -> None:
     own = model(canary={"steps": [{"weight": 50}]}, analysis={"interval": "5s"})
     assert [s.weight for s in steps_for(situation, own)] == [50]
     assert analysis_settings(own, pol).interval == "5s"
+
+
+def test_approval_gate_holds_rather_than_skips() -> None:
+    decision = tick(policy(approval={"required": True}))
+    assert decision.status.phase == Phase.PENDING
+    assert reason(decision) == cond.APPROVAL_REQUIRED
+
+
+def test_required_shadow_holds_rather_than_skips() -> None:
+    decision = tick(policy(requireShadow=True))
+    assert decision.status.phase == Phase.PENDING
+    assert reason(decision) == cond.SHADOW_REQUIRED
+
+
+def test_freeze_window_without_zone_is_utc() -> None:
+    naive = {"start": "2026-01-01T11:00:00", "end": "2026-01-01T13:00:00"}
+    decision = tick(policy(freezeWindows=[naive]))
+    assert reason(decision) == cond.FREEZE_WINDOW

@@ -179,7 +179,12 @@ def judge(
     stable = ""
     if is_relative(slo.threshold) and baseline is not None and not math.isnan(baseline):
         stable = f" (stable {fmt(baseline)})"
-    if broken:
+    if not broken and math.isinf(value):
+        # An infinite value may fail a bound (+Inf latency is too slow) but never passes
+        # one: +Inf accuracy is a division by zero, not a good model.
+        verdict = Verdict.INCONCLUSIVE
+        reason = f"{fmt(value)} is not a measurement it can pass on"
+    elif broken:
         verdict = Verdict.FAIL
         reason = f"{fmt(value)} violates {' and '.join(b.text for b in broken)}{stable}"
     elif len(known) < len(all_bounds):

@@ -34,6 +34,13 @@ ROLLED_BACK_MANUALLY: Final = "RolledBackManually"
 SUPERSEDED_BY_ROLLBACK: Final = "SupersededByRollback"
 
 POLICY_VIOLATION: Final = "PolicyViolation"
+ROUTER_NOT_SUPPORTED: Final = "RouterNotSupported"
+APPROVAL_REQUIRED: Final = "ApprovalRequired"
+SHADOW_REQUIRED: Final = "ShadowRequired"
+NEVER_STARTS: Final = frozenset(
+    {"StrategyNotSupported", "RouterNotSupported", "ApprovalRequired", "ShadowRequired"}
+)
+"""Pending reasons no tick will cure: such releases never hold the model's queue."""
 FREEZE_WINDOW: Final = "FreezeWindow"
 RELEASE_INTERVAL: Final = "ReleaseInterval"
 

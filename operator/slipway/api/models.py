@@ -12,10 +12,10 @@ existence of the deployment) are the operator's, reported as conditions.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 from slipway.api.durations import Duration
@@ -55,7 +55,11 @@ class OpenModel(ApiModel):
 class CanaryStep(ApiModel):
     """One step of a canary: the candidate's share, then how long to hold it."""
 
-    weight: int = Field(ge=1, le=100, description="Candidate's share of traffic, percent.")
+    weight: int = Field(
+        ge=1,
+        le=99,
+        description="Candidate's share of traffic, percent (promotion is the 100 % step).",
+    )
     pause: Duration = Field(
         default="1m",
         description="How long the step holds with passing analysis before the next one.",
@@ -345,6 +349,9 @@ class ModelReleaseStatus(ApiModel):
         description="When this step's weight was first achieved; pauses count from here.",
     )
     completed_at: datetime | None = None
+    steps: list[CanaryStep] | None = Field(
+        default=None, description="The canary steps resolved when the release started."
+    )
     failures: int = 0
     inconclusives: int = 0
     conditions: list[Condition] = Field(default_factory=list)
@@ -355,11 +362,16 @@ class ModelReleaseStatus(ApiModel):
 
 
 class FreezeWindow(ApiModel):
-    """A period in which no release of this tier may start."""
+    """A period in which no release of this tier may start (times without a zone are UTC)."""
 
     start: datetime
     end: datetime
     reason: str = ""
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc_if_naive(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class ApprovalGate(ApiModel):

@@ -265,9 +265,18 @@ def reconcile_release(
     if analysis_due(situation):
         situation = replace(situation, analysis=run_analysis(situation))
     decision = decide(situation)
+    if decision.status.phase is Phase.SUCCEEDED:
+        # A promotion is recorded on the model before the release says Succeeded.
+        if decision.actions and situation.model is not None:
+            _carry_out(situation.model, decision.actions)
+        _write_release_status(body, patch, old_status, decision.status)
+        return
+    # Anything else is decided in status first (a rollback, a new step), so a crash
+    # before the actions finish can never undo the decision: the next tick redoes them,
+    # and a finished release's leftovers are put back by the model's timer.
+    _write_release_status(body, None, old_status, decision.status)
     if decision.actions and situation.model is not None:
         _carry_out(situation.model, decision.actions)
-    _write_release_status(body, patch, old_status, decision.status)
 
 
 def run_analysis(situation: Situation) -> list[SLOResult]:
@@ -322,23 +331,20 @@ def _invalid_release(body: kopf.Body, error: ValidationError) -> ModelReleaseSta
 
 
 def _carry_out(model: ModelDeployment, actions: list[Action]) -> None:
-    """Apply children first, then the model's status, then deletions (safe order)."""
+    """The model's status first (claim the slot, record a stable), then apply and scale,
+    then delete: a crash between any two steps leaves a state the next tick can finish."""
     kube = Runtime.kube()
     namespace = model.metadata.namespace or ""
     model_patch: dict[str, Any] = {}
     for action in actions:
-        if isinstance(action, ApplyObject):
-            kube.apply(action.body)
-        elif isinstance(action, ScaleDeployment):
-            kube.scale_deployment(namespace, action.name, action.replicas)
-        elif isinstance(action, SetActive):
+        if isinstance(action, SetActive):
             model_patch["activeRelease"] = action.release
         elif isinstance(action, RecordStable):
             record = action.record
-            kept = [h for h in model.status.history if h.release != record.release]
-            history = [record, *kept][: action.history_limit]
             if action.handled_rollback:
                 model_patch["handledRollback"] = action.handled_rollback
+            kept = [h for h in model.status.history if h.release != record.release]
+            history = [record, *kept][: action.history_limit]
             model_patch.update(
                 stableRelease=record.release,
                 stableVersion=record.version,
@@ -350,20 +356,31 @@ def _carry_out(model: ModelDeployment, actions: list[Action]) -> None:
     if model_patch:
         kube.patch_model_status(namespace, model.metadata.name, model_patch)
     for action in actions:
+        if isinstance(action, ApplyObject):
+            kube.apply(action.body)
+        elif isinstance(action, ScaleDeployment):
+            kube.scale_deployment(namespace, action.name, action.replicas)
+    for action in actions:
         if isinstance(action, DeleteDeployment) and kube.delete_deployment(namespace, action.name):
             log.info("deleted Deployment %s/%s: %s", namespace, action.name, action.reason)
 
 
 def _write_release_status(
-    body: kopf.Body, patch: kopf.Patch, old: dict[str, Any], new_status: ModelReleaseStatus
+    body: kopf.Body, patch: kopf.Patch | None, old: dict[str, Any], new_status: ModelReleaseStatus
 ) -> None:
+    """Write what changed: through kopf's patch after the handler, or now (patch None)."""
     new = dump_status(new_status)
     changes = status_patch(old, new, RELEASE_KEYS)
     if not changes:
         return
-    patch.setdefault("status", {}).update(changes)
-    metrics.KUBE_WRITES.labels("status/ModelRelease").inc()
     meta = body.get("metadata", {})
+    if patch is None:
+        Runtime.kube().patch_release_status(
+            meta.get("namespace", ""), meta.get("name", ""), changes
+        )
+    else:
+        patch.setdefault("status", {}).update(changes)
+        metrics.KUBE_WRITES.labels("status/ModelRelease").inc()
     if new_status.weight is not None:
         metrics.RELEASE_WEIGHT.labels(
             meta.get("namespace", ""),

@@ -91,6 +91,19 @@ class KubeWriter:
         )
         self._count("patch/ModelDeployment-status")
 
+    def patch_release_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch a ModelRelease's status now (keys set to None are removed)."""
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL_RELEASE,
+            name,
+            {"status": dict(status)},
+            _content_type="application/merge-patch+json",
+        )
+        self._count("patch/ModelRelease-status")
+
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         """Set replicas through the scale subresource: no other field, no pod restart."""
         self.apps.patch_namespaced_deployment_scale(

@@ -73,6 +73,8 @@ class ReleaseSummary:
     created: datetime
     deleting: bool = False
     completed: datetime | None = None
+    reason: str | None = None
+    """The reason of its Ready condition (why it waits, when Pending)."""
 
 
 def release_summary(body: Mapping[str, Any]) -> ReleaseSummary:
@@ -87,6 +89,14 @@ def release_summary(body: Mapping[str, Any]) -> ReleaseSummary:
         created=_timestamp(created),
         deleting=bool(meta.get("deletionTimestamp")),
         completed=_timestamp(completed) if completed else None,
+        reason=next(
+            (
+                str(c.get("reason"))
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ),
+            None,
+        ),
     )
 
 

@@ -49,7 +49,11 @@ ANALYSIS_HISTORY = 30
 
 
 def steps_for(situation: Situation, model: ModelDeployment) -> list[CanaryStep]:
-    """The release's own steps, else the ModelDeployment's, else the tier's, else defaults."""
+    """The steps recorded when the release started; before that, the release's own,
+    else the ModelDeployment's, else the tier's, else the defaults. Recording them means
+    a later edit of the ModelDeployment or the policy never moves a release in flight."""
+    if situation.release.status.steps:
+        return list(situation.release.status.steps)
     policy = situation.policy.spec.canary if situation.policy else None
     for canary in (situation.release.spec.canary, model.spec.canary, policy):
         if canary is not None:
@@ -66,9 +70,10 @@ def analysis_settings(
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
-    """(candidate, stable) pod counts that come closest to ``weight`` percent."""
-    if weight >= 100:
-        return total, 0
+    """(candidate, stable) pod counts that come closest to ``weight`` percent.
+
+    The stable keeps at least one pod in every step, so a rollback never starts it cold.
+    """
     candidate = min(total, max(1, round(total * weight / 100)))
     return candidate, max(total - candidate, 1)
 
@@ -104,6 +109,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         actions.append(SetActive(name))
     if status.step is None:
         status.step, status.step_started_at, status.weight_reached_at = 1, now, None
+        status.steps = steps
     status.started_at = status.started_at or now
 
     if controls.abort:
@@ -154,7 +160,8 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
 
     promoting = controls.promote or status.step > len(steps)
     if promoting:
-        status.step = len(steps) + 1
+        if status.step <= len(steps):
+            status.step, status.step_started_at = len(steps) + 1, now  # promoted by hand
         return promote(situation, status, model, actions, own, stable, controls.promote)
 
     desired = steps[status.step - 1].weight
@@ -171,6 +178,9 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     )
     if reached and status.weight_reached_at is None:
         status.weight_reached_at = now
+    elif not reached and status.weight_reached_at is not None:
+        # The weight was lost (a pod restarted): the step starts over, pause and analysis too.
+        status.weight_reached_at, status.step_started_at = None, now
 
     if controls.paused or held_inconclusive:
         reason = cond.PAUSED_MANUALLY if controls.paused else cond.HELD_INCONCLUSIVE
@@ -211,11 +221,13 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         follow = roll_out(replace(situation, analysis=None), status, model)
         return Decision(follow.status, _merge(actions, follow.actions))
 
-    left = max(0, int((pause - waited).total_seconds()))
+    # No countdown in the message: it would change, and be written, every tick.
+    ends = (status.weight_reached_at or now) + pause
     verdict = status.verdict.value if status.verdict else "pending"
     status.message = (
         f"step {status.step_label}: weight {status.weight}% (want {desired}%),"
-        f" {left}s of {steps[status.step - 1].pause} pause left, analysis {verdict}"
+        f" pause {steps[status.step - 1].pause} until {ends.strftime('%H:%M:%SZ')},"
+        f" analysis {verdict}"
     )
     return _progress(
         situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
@@ -224,7 +236,8 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
 
 def _step_passed(status: ModelReleaseStatus, since: datetime) -> bool:
     """The latest analysis since the step's weight was reached passed."""
-    in_step = [r for r in status.analysis if r.step == status.step and r.at >= since]
+    # Strictly after: an analysis in the tick the weight was reached measured it before.
+    in_step = [r for r in status.analysis if r.step == status.step and r.at > since]
     return bool(in_step) and in_step[-1].verdict is Verdict.PASS
 
 
@@ -272,6 +285,17 @@ def promote(
                 f"{done.status.message} (promoted by annotation slipway.dev/action)"
             )
         return Decision(done.status, _merge(actions, done.actions))
+    deadline = parse_duration(model.spec.progress_deadline)
+    if situation.now - (status.step_started_at or situation.now) > deadline:
+        return roll_back(
+            situation,
+            status,
+            model,
+            actions,
+            cond.PROGRESS_DEADLINE_EXCEEDED,
+            f"the candidate did not reach {total} available pods within progressDeadline"
+            f" {model.spec.progress_deadline} while promoting",
+        )
     ready = own.ready_replicas if own else 0
     how = "promoted by annotation, " if manual else ""
     status.message = f"promoting: {how}waiting for {ready}/{total} candidate pods"

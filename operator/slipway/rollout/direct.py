@@ -43,7 +43,7 @@ def roll_out(
     status.step, status.step_label, status.desired_weight = 1, "1/1", 100
     status.weight = achieved_weight(own, stable_deployment(situation, model))
 
-    if own is not None and own.available:
+    if own is not None and own.replicas == model.spec.replicas and own.available:
         decision = mark_succeeded(situation, status, model)
         return Decision(decision.status, actions + decision.actions)
 

@@ -16,7 +16,7 @@ from slipway.api.models import ModelDeployment, ModelDeploymentStatus
 from slipway.api.phases import Phase
 from slipway.kube.observe import DeploymentState, ReleaseSummary
 from slipway.rollout.conditions import set_condition
-from slipway.rollout.core import Action
+from slipway.rollout.core import Action, ScaleDeployment
 from slipway.rollout.rollback import pending_request, plan_rollback
 
 
@@ -57,7 +57,7 @@ def decide_model(
         )
     else:
         ready = stable.ready_replicas if stable else 0
-        desired = stable.replicas if stable else model.spec.replicas
+        desired = model.spec.replicas
         status.ready = f"{ready}/{desired}"
         serving = stable is not None and ready > 0
         status.conditions = set_condition(
@@ -69,16 +69,53 @@ def decide_model(
             now,
             generation,
         )
-    if status.active_release and status.active_release not in releases:
-        status.active_release = None  # deleted in flight: free the slot
+    active = releases.get(status.active_release) if status.active_release else None
+    if status.active_release and (active is None or Phase(active.phase).is_terminal):
+        status.active_release = None  # deleted or finished in flight: free the slot
     request = pending_request(model)
     if request is None:
-        return ModelDecision(status, prune_orphans(status, deployments, releases))
+        return ModelDecision(
+            status,
+            prune_orphans(status, deployments, releases),
+            at_rest(model, status, deployments, releases),
+        )
     plan = plan_rollback(model.model_copy(update={"status": status}), request, deployments, now)
     if plan.refused or (plan.done and not plan.actions):
         status.handled_rollback = request.raw
     # While a rollback runs nothing is pruned: its target may be an old release.
     return ModelDecision(status, [], plan.actions, plan.message)
+
+
+def at_rest(
+    model: ModelDeployment,
+    status: ModelDeploymentStatus,
+    deployments: Mapping[str, DeploymentState],
+    releases: Mapping[str, ReleaseSummary],
+) -> list[Action]:
+    """With no release in flight: the stable at full size, the kept previous stable at zero.
+
+    This is what makes every way out of a rollout safe, even one cut short by a
+    crash or a deletion: whatever a release left shrunk or scaled up is put back.
+    """
+    in_flight = [
+        name
+        for name, summary in releases.items()
+        if not Phase(summary.phase).is_terminal
+        and not summary.deleting
+        and name in deployments
+        and name != status.stable_release
+    ]
+    if in_flight or status.active_release or status.stable_release is None:
+        return []
+    actions: list[Action] = []
+    stable = deployments.get(status.stable_release)
+    if stable is not None and stable.replicas != model.spec.replicas:
+        actions.append(ScaleDeployment(stable.name, model.spec.replicas))
+    previous = status.history[1].release if len(status.history) > 1 else None
+    kept = deployments.get(previous) if previous else None
+    if kept is not None and kept.replicas != 0:
+        actions.append(ScaleDeployment(kept.name, 0))
+    return actions
 
 
 def replaced_since(summary: ReleaseSummary, status: ModelDeploymentStatus) -> bool:

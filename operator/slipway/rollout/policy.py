@@ -66,6 +66,20 @@ def check_policy(
             cond.POLICY_VIOLATION,
             f"strategy {strategy.value!r} is not allowed for tier {tier!r} (allowed: {allowed})",
         )
+    if spec.approval is not None and spec.approval.required:
+        return PolicyOutcome(
+            Phase.PENDING,
+            cond.APPROVAL_REQUIRED,
+            f"tier {tier!r} requires a manual approval, which this version of Slipway cannot"
+            " record yet; the release waits rather than skip the gate",
+        )
+    if spec.require_shadow and not first:
+        return PolicyOutcome(
+            Phase.PENDING,
+            cond.SHADOW_REQUIRED,
+            f"tier {tier!r} requires a shadow phase, which this version of Slipway cannot run"
+            " yet; the release waits rather than skip it",
+        )
     for window in spec.freeze_windows:
         if window.start <= now < window.end:
             why = f": {window.reason}" if window.reason else ""

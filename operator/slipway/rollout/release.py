@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from slipway.api import conditions as cond
 from slipway.api.models import ModelReleaseStatus
-from slipway.api.phases import Phase, Strategy
+from slipway.api.phases import Phase, Router, Strategy
 from slipway.rollout import canary, direct
 from slipway.rollout.conditions import set_condition
+from slipway.rollout.controls import read_controls
 from slipway.rollout.core import Decision, Situation
 from slipway.rollout.policy import check_policy
-from slipway.rollout.rollback import pending_request
+from slipway.rollout.rollback import pending_request, request_accepted
 
 IMPLEMENTED = frozenset({Strategy.DIRECT, Strategy.CANARY})
 
@@ -48,8 +49,14 @@ def decide(situation: Situation) -> Decision:
         # Promoted before a restart cut the cycle short: finish the bookkeeping.
         return direct.mark_succeeded(situation, status, model)
 
-    if pending_request(model) is not None:
-        if status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+    started = status.phase in (Phase.PROGRESSING, Phase.PAUSED)
+    if started and read_controls(release.metadata.annotations).abort:
+        return canary.roll_back(
+            situation, status, model, [], cond.ABORTED, "aborted by annotation slipway.dev/action"
+        )
+    request = pending_request(model)
+    if request is not None and request_accepted(model, request):
+        if started:
             return canary.roll_back(
                 situation,
                 status,
@@ -87,6 +94,14 @@ def decide(situation: Situation) -> Decision:
     if first:
         status.strategy = strategy
         return direct.roll_out(situation, status, model, first=True)
+    if model.spec.router is not Router.REPLICAS:
+        return pending(
+            situation,
+            status,
+            cond.ROUTER_NOT_SUPPORTED,
+            f"router {model.spec.router.value!r} is not available in this version of Slipway;"
+            f" use 'replicas' (the stable {model.status.stable_release!r} keeps serving)",
+        )
     if strategy not in IMPLEMENTED:
         return pending(
             situation,
@@ -109,7 +124,11 @@ def in_flight_blocker(situation: Situation) -> str | None:
     never become candidates at once.
     """
     me = situation.release.metadata.name
-    live = [s for s in situation.siblings if not Phase(s.phase).is_terminal and not s.deleting]
+    live = [
+        s
+        for s in situation.siblings
+        if not Phase(s.phase).is_terminal and not s.deleting and s.reason not in cond.NEVER_STARTS
+    ]
     model = situation.model
     active = model.status.active_release if model else None
     if active and active != me and any(s.name == active for s in live):

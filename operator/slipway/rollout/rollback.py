@@ -59,6 +59,14 @@ def pending_request(model: ModelDeployment) -> RollbackRequest | None:
     return RollbackRequest(raw=raw, target=target)
 
 
+def request_accepted(model: ModelDeployment, request: RollbackRequest) -> bool:
+    """Whether the request names a release it can roll back to (so in-flight work gives way)."""
+    history = model.status.history
+    target = request.target or (history[1].release if len(history) > 1 else None)
+    known = {record.release for record in history}
+    return target is not None and target in known and target != model.status.stable_release
+
+
 def plan_rollback(
     model: ModelDeployment,
     request: RollbackRequest,
