@@ -1,8 +1,10 @@
 """The few writes Slipway makes to the Kubernetes API, counted.
 
-Children are applied with server-side apply under one field manager, so
-fields that Git or people own are never overwritten and two appliers never
-fight silently. Every write goes through ``KubeWriter``, which counts them:
+Children are applied with server-side apply under one field manager: Slipway
+sends only the fields it owns, so fields others set on its children (an
+annotation added by hand, a sidecar injector's) are left alone; it forces its
+own fields back, as a controller must. Replicas move through the scale
+subresource only. Every write goes through ``KubeWriter``, which counts them:
 a steady state must write nothing, and the benchmarks read these counters.
 """
 
@@ -80,29 +82,25 @@ class KubeWriter:
 
     def patch_model_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the status of a ModelDeployment (only the keys given)."""
-        self.custom.patch_namespaced_custom_object_status(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURAL_DEPLOYMENT,
-            name,
-            {"status": dict(status)},
-            _content_type="application/merge-patch+json",
-        )
-        self._count("patch/ModelDeployment-status")
+        self._patch_status(c.PLURAL_DEPLOYMENT, namespace, name, status)
 
     def patch_release_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch a ModelRelease's status now (keys set to None are removed)."""
+        self._patch_status(c.PLURAL_RELEASE, namespace, name, status)
+
+    def _patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
         self.custom.patch_namespaced_custom_object_status(
             c.GROUP,
             c.VERSION,
             namespace,
-            c.PLURAL_RELEASE,
+            plural,
             name,
             {"status": dict(status)},
             _content_type="application/merge-patch+json",
         )
-        self._count("patch/ModelRelease-status")
+        self._count(f"patch/{plural}-status")
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         """Set replicas through the scale subresource: no other field, no pod restart."""

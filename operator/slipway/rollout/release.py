@@ -144,25 +144,21 @@ def pending(
     situation: Situation, status: ModelReleaseStatus, reason: str, message: str
 ) -> Decision:
     """Hold the release in Pending with a reason that says what it waits for."""
-    status.phase = Phase.PENDING
-    status.message = message
-    status.conditions = set_condition(
-        status.conditions,
-        cond.READY,
-        "False",
-        reason,
-        message,
-        situation.now,
-        situation.release.metadata.generation,
-    )
-    return Decision(status)
+    return settle(situation, status, Phase.PENDING, reason, message)
 
 
 def refuse(situation: Situation, status: ModelReleaseStatus, reason: str, message: str) -> Decision:
     """Fail a release that can never start as it is (its spec is immutable); nothing changed."""
-    status.phase = Phase.FAILED
-    status.message = message
     status.completed_at = situation.now
+    return settle(situation, status, Phase.FAILED, reason, message)
+
+
+def settle(
+    situation: Situation, status: ModelReleaseStatus, phase: Phase, reason: str, message: str
+) -> Decision:
+    """A release that does not roll out this tick: its phase, and why, in the Ready condition."""
+    status.phase = phase
+    status.message = message
     status.conditions = set_condition(
         status.conditions,
         cond.READY,
