@@ -82,10 +82,16 @@ CASES = [
         "strictly increase",
     ),
     (
-        "weight above 100",
-        edit(MODEL, "spec.canary.steps", [{"weight": 150}]),
+        "weight 100 in a step (promotion is the 100 % step)",
+        edit(MODEL, "spec.canary.steps", [{"weight": 100}]),
         "spec.canary.steps[0].weight",
-        "100",
+        "less than or equal to 99",
+    ),
+    (
+        "weight zero",
+        edit(MODEL, "spec.canary.steps", [{"weight": 0}]),
+        "spec.canary.steps[0].weight",
+        "greater than or equal to 1",
     ),
     (
         "bad duration",
