@@ -47,7 +47,10 @@ integration: venv
 	$(BIN)/pytest tests/integration -v
 
 test: lint
-	@echo "[make] tests: unit, then integration on a real API server"
+	@echo "[make] Prometheus (Debian package) and the cluster binaries (built once, then cached)"
+	@bash e2e/prometheus/ensure.sh
+	@bash e2e/cluster/build.sh
+	@echo "[make] tests: e2e, integration (real API server, real Prometheus) and unit"
 	$(BIN)/pytest tests -v -p no:cacheprovider
 
 cluster-up:

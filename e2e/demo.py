@@ -134,8 +134,12 @@ def follow(
 
 
 def main() -> int:
-    say("starting (or reusing) the local cluster; the first run builds it from source")
-    kubeconfig = kube.local_cluster_kubeconfig()
+    # Only an explicit opt-in points the demo at another cluster: a KUBECONFIG left
+    # in the environment may well be production.
+    kubeconfig = os.environ.get("SLIPWAY_DEMO_KUBECONFIG", "")
+    if not kubeconfig:
+        say("starting (or reusing) the local cluster; the first run builds it from source")
+        kubeconfig = kube.local_cluster_kubeconfig()
     api = kube.api_client(kubeconfig)
     say(f"cluster ready: Kubernetes {kube.server_version(api)}; installing CRDs")
     kube.install_crds(api)

@@ -18,6 +18,17 @@ from kubernetes import client
 
 from tests import kube
 
+SERVER = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Say which API server the cluster tiers ran against, at the end of every run."""
+    line = config.stash.get(SERVER, None)
+    if line:
+        terminalreporter.write_line(f"cluster tiers ran against the {line}")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -30,14 +41,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def kubeconfig(request: pytest.FixtureRequest) -> str:
     given = request.config.getoption("--kubeconfig") or os.environ.get("KUBECONFIG")
-    path = str(given) if given else kube.local_cluster_kubeconfig()
-    api = kube.api_client(path)
-    version = kube.server_version(api)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"real Kubernetes API server {version} from {path}"
-    if reporter is not None:
-        reporter.write_line(line)
-    print(line, file=sys.stderr)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # the cluster's progress shows as it goes
+        path = str(given) if given else kube.local_cluster_kubeconfig()
+        api = kube.api_client(path)
+        version = kube.server_version(api)
+        line = f"real Kubernetes API server {version} from {path}"
+        print(f"\n{line}", flush=True)
+    request.config.stash[SERVER] = line
     kube.install_crds(api)
     return path
 
