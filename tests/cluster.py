@@ -109,6 +109,16 @@ class Cluster:
         self.create(c.PLURAL_RELEASE, release)
         return self.wait_phase(release["metadata"]["name"], "Succeeded")
 
+    def ready_condition(self, release: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Wait until the release has conditions; its status and its Ready condition."""
+        status = wait_for(
+            lambda: (s := self.release_status(release)).get("conditions") and s,
+            timeout=CONVERGE_SECONDS,
+            what=f"a condition on release {release}",
+        )
+        ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
+        return status, ready
+
     def events_for(self, name: str) -> list[Any]:
         return [
             e

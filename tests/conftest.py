@@ -17,6 +17,7 @@ from e2e.operator_process import OperatorProcess
 from kubernetes import client
 
 from tests import kube
+from tests.prometheus.server import find_prometheus
 
 SERVER = pytest.StashKey[str]()
 
@@ -36,6 +37,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="use this cluster (e.g. kind) instead of starting the local one",
     )
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    """The prometheus binary (installed from Debian if missing); skipped without one,
+    except under CI=true, where that fails: CI must run the Prometheus tests."""
+    path, why = find_prometheus()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the Prometheus tests: {why}")
+        pytest.skip(why)
+    return path
 
 
 @pytest.fixture(scope="session")

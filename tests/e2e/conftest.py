@@ -8,7 +8,6 @@ timeline and log tails, since its temp files are gone by the time anyone reads i
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,21 +15,8 @@ from typing import Any
 import pytest
 from e2e.dataplane import DataPlane
 
-from tests.prometheus.server import find_prometheus
-
 MakeDataPlane = Callable[..., DataPlane]
 _PLANES = pytest.StashKey[list[tuple[DataPlane, list[str]]]]()
-
-
-@pytest.fixture(scope="session")
-def prometheus_binary() -> str:
-    """The prometheus binary; skipped without one, except under CI=true, where that fails."""
-    path, why = find_prometheus()
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the e2e tests: {why}")
-        pytest.skip(why)
-    return path
 
 
 @pytest.fixture

@@ -87,14 +87,7 @@ def test_sigkill_at_random_moments_resumes_same_step(
             assert good.min_stable_ready >= 1, "the stable lost its pods"
 
             # A few failing ticks before the rollback, so the kills land mid-analysis too.
-            k.custom.patch_namespaced_custom_object(
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                c.PLURAL_DEPLOYMENT,
-                "fraud",
-                {"spec": {"analysis": {"interval": "2s", "failureLimit": 3, "minSamples": 30}}},
-            )
+            k.patch_model({"analysis": {"interval": "2s", "failureLimit": 3, "minSamples": 30}})
             time.sleep(2)
             bad_release = release(
                 namespace, "fraud-v3", "v3", annotations={KNOB_ERRORS: "0.5"}, strategy="canary"
@@ -154,14 +147,7 @@ def test_prometheus_outage_holds_then_resumes_and_limit_rolls_back(
         plane.restart_prometheus()
     k.wait_phase("fraud-v2", "Succeeded", timeout=90)
 
-    k.custom.patch_namespaced_custom_object(
-        c.GROUP,
-        c.VERSION,
-        namespace,
-        c.PLURAL_DEPLOYMENT,
-        "fraud",
-        {"spec": {"analysis": {**analysis, "onInconclusive": "rollback"}}},
-    )
+    k.patch_model({"analysis": {**analysis, "onInconclusive": "rollback"}})
     time.sleep(4)  # the new setting reaches the operator's index
     k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v3", "v3", strategy="canary"))
     wait_for(lambda: k.release_status("fraud-v3").get("weight") == 25, 60, "fraud-v3 at 25 %")

@@ -128,13 +128,8 @@ def test_release_for_missing_deployment_waits_with_condition_and_event(
 ) -> None:
     k = Cluster(api, namespace)
     k.create(c.PLURAL_RELEASE, release_body("ghost-v1", "v1", deployment="ghost"))
-    status = wait_for(
-        lambda: (s := k.release_status("ghost-v1")).get("conditions") and s,
-        timeout=CONVERGE_SECONDS,
-        what="a condition on the orphan release",
-    )
+    status, ready = k.ready_condition("ghost-v1")
     assert status["phase"] == "Pending"
-    ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
     assert ready["reason"] == "DeploymentNotFound"
     assert "'ghost' does not exist" in ready["message"]
     wait_for(
@@ -162,14 +157,7 @@ def test_release_whose_pods_never_become_available_fails_and_stable_keeps_servin
         ).items
     }
     # Pods of later releases can no longer be scheduled: no node has this label.
-    k.custom.patch_namespaced_custom_object(
-        c.GROUP,
-        c.VERSION,
-        namespace,
-        c.PLURAL_DEPLOYMENT,
-        "fraud",
-        {"spec": {"template": {"spec": {"nodeSelector": {"slipway.dev/none": "true"}}}}},
-    )
+    k.patch_model({"template": {"spec": {"nodeSelector": {"slipway.dev/none": "true"}}}})
     time.sleep(1)
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="direct"))
     status = k.wait_phase("fraud-v2", "Failed", timeout=60)
@@ -224,13 +212,8 @@ def test_unavailable_strategy_on_existing_stable_is_pending_with_reason(
     k = Cluster(api, namespace)
     k.start_stable(model_body(), release_body("fraud-v1", "v1"))
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="blueGreen"))
-    status = wait_for(
-        lambda: (s := k.release_status("fraud-v2")).get("conditions") and s,
-        timeout=CONVERGE_SECONDS,
-        what="a condition on the blue-green release",
-    )
+    status, ready = k.ready_condition("fraud-v2")
     assert status["phase"] == "Pending"
-    ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
     assert ready["reason"] == "StrategyNotSupported"
     assert "fraud-fraud-v2" not in k.deployments()
 
@@ -241,18 +224,11 @@ def test_deleting_in_flight_release_removes_its_deployment(
     k = Cluster(api, namespace)
     k.start_stable(model_body(), release_body("fraud-v1", "v1"))
     # Never schedulable, so it stays in flight until deleted.
-    k.custom.patch_namespaced_custom_object(
-        c.GROUP,
-        c.VERSION,
-        namespace,
-        c.PLURAL_DEPLOYMENT,
-        "fraud",
+    k.patch_model(
         {
-            "spec": {
-                "progressDeadline": "10m",
-                "template": {"spec": {"nodeSelector": {"slipway.dev/none": "true"}}},
-            }
-        },
+            "progressDeadline": "10m",
+            "template": {"spec": {"nodeSelector": {"slipway.dev/none": "true"}}},
+        }
     )
     time.sleep(1)
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="direct"))

@@ -9,7 +9,6 @@ a failure instead, so CI never passes them by skipping.
 from __future__ import annotations
 
 import math
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from slipway.analysis.templates import release_variables, render
 from slipway.analysis.verdicts import combine, judge
 from slipway.api.models import SLO, AnalysisSettings, SLOThreshold
 from slipway.api.phases import Verdict
-from tests.prometheus.server import MetricsTarget, PrometheusServer, find_prometheus, free_port
+from tests.prometheus.server import MetricsTarget, PrometheusServer, free_port
 
 LATENCY = "slipway_test_latency_seconds"
 WEIRD = "slipway_test_weird"
@@ -33,16 +32,6 @@ STABLE = release_variables("ml", "fraud", "fraud-v1", "1")
 GOOD = release_variables("ml", "fraud", "fraud-v2", "2")
 REGRESSED = release_variables("ml", "fraud", "fraud-v3", "3")
 FAST = 2.0  # seconds: the most an unreachable Prometheus may cost a query
-
-
-@pytest.fixture(scope="module")
-def prometheus_binary() -> str:
-    path, why = find_prometheus()
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the Prometheus tests: {why}")
-        pytest.skip(why)
-    return path
 
 
 @pytest.fixture(scope="module")
