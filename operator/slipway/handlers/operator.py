@@ -48,6 +48,7 @@ from slipway.kube.observe import (
     release_summary,
 )
 from slipway.rollout.canary import analysis_due, analysis_settings
+from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
     Action,
     ApplyObject,
@@ -322,8 +323,6 @@ def _invalid_release(body: kopf.Body, error: ValidationError) -> ModelReleaseSta
     status = ModelReleaseStatus(
         phase=Phase.FAILED, message=message, observed_generation=body.meta.get("generation")
     )
-    from slipway.rollout.conditions import set_condition
-
     status.conditions = set_condition(
         [], cond.READY, "False", cond.INVALID_SPEC, message, now(), status.observed_generation
     )
