@@ -72,14 +72,15 @@ def test_good_canary_is_promoted_and_regression_rolled_back(
     fail = next(r for r in reversed(rolled["analysis"]) if r["verdict"] == "Fail")
     error_rate = next(s for s in fail["slos"] if s["slo"] == "error-rate")
     assert error_rate["verdict"] == "Fail" and error_rate["value"] > 0.2
-    wait_for(
-        lambda: (
-            k.deployments()["fraud-fraud-v3"].spec.replicas == 0
-            and k.deployments()["fraud-fraud-v2"].status.ready_replicas == 4
-        ),
-        timeout=30,
-        what="candidate at zero and stable back at full size",
-    )
+
+    def candidate_gone_and_stable_full() -> bool:
+        deployments = k.deployments()
+        candidate = deployments.get("fraud-fraud-v3")  # scaled to zero, then pruned
+        return (candidate is None or candidate.spec.replicas == 0) and (
+            deployments["fraud-fraud-v2"].status.ready_replicas == 4
+        )
+
+    wait_for(candidate_gone_and_stable_full, 30, "candidate at zero and stable back at full size")
     assert k.model_status()["stableRelease"] == "fraud-v2"
 
 
