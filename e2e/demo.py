@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,8 +22,10 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tests import kube
+from tests.prometheus.server import find_prometheus
 
 from e2e.dataplane import DataPlane
+from e2e.operator_process import OperatorProcess
 from slipway.api import constants as c
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,39 +148,20 @@ def main() -> int:
     fresh_namespace(core, custom)
 
     say("making sure Prometheus is installed (Debian package)")
-    prometheus = (
-        subprocess.run(
-            ["bash", str(ROOT / "e2e/prometheus/ensure.sh")],
-            stdout=subprocess.PIPE,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    prometheus, why = find_prometheus()
+    if prometheus is None:
+        raise SystemExit(f"no Prometheus for the demo: {why}")
 
     STATE.mkdir(parents=True, exist_ok=True)
     operator_log = STATE / "demo-operator.log"
     with DataPlane(kubeconfig, NAMESPACE, prometheus, rps=40.0) as plane:
         say(f"data plane up: Prometheus at {plane.prometheus_url}, model servers on 127.0.0.1")
-        with operator_log.open("w") as log:
-            operator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "slipway.cli.main",
-                    "run",
-                    "-n",
-                    NAMESPACE,
-                    "--prometheus-url",
-                    plane.prometheus_url,
-                ],
-                env={**os.environ, "KUBECONFIG": kubeconfig},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        operator_log.unlink(missing_ok=True)
+        operator = OperatorProcess(
+            kubeconfig, [NAMESPACE], operator_log, prometheus_url=plane.prometheus_url
+        ).start()
         try:
-            say(f"operator running (pid {operator.pid}, log {operator_log})")
+            say(f"operator running (log {operator_log})")
             model = load("fraud-model.yaml")
             custom.create_namespaced_custom_object(
                 c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_DEPLOYMENT, model
@@ -214,25 +196,9 @@ def main() -> int:
             v3_status = follow(custom, plane, "fraud-v3", {"Succeeded", "RolledBack", "Failed"})
             say(f"fraud-v3 verdict: {v3_status.get('message')}")
         finally:
-            operator.send_signal(signal.SIGTERM)
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+            operator.stop()
 
-    kubectl = (
-        Path(
-            subprocess.run(
-                ["bash", str(ROOT / "e2e/cluster/build.sh")],
-                stdout=subprocess.PIPE,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        / "kubectl"
-    )
+    kubectl = kube.cluster_bin() / "kubectl"
     shutil.rmtree(STATE / "kubectl-cache", ignore_errors=True)  # stale discovery hides CRDs
     say("kubectl get slipway -A -o wide")
     subprocess.run(

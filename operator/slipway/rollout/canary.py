@@ -192,9 +192,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         return _progress(situation, status, actions, Phase.PAUSED, reason, controls.problem)
 
     if not reached:
-        deadline = parse_duration(model.spec.progress_deadline)
-        entered = status.step_started_at or now
-        if now - entered > deadline:
+        if past_deadline(model, status.step_started_at, now):
             return roll_back(
                 situation,
                 status,
@@ -232,6 +230,11 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     return _progress(
         situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
     )
+
+
+def past_deadline(model: ModelDeployment, since: datetime | None, now: datetime) -> bool:
+    """Whether more than progressDeadline has passed since ``since`` (None: not started)."""
+    return since is not None and now - since > parse_duration(model.spec.progress_deadline)
 
 
 def _step_passed(status: ModelReleaseStatus, since: datetime) -> bool:
@@ -285,8 +288,7 @@ def promote(
                 f"{done.status.message} (promoted by annotation slipway.dev/action)"
             )
         return Decision(done.status, _merge(actions, done.actions))
-    deadline = parse_duration(model.spec.progress_deadline)
-    if situation.now - (status.step_started_at or situation.now) > deadline:
+    if past_deadline(model, status.step_started_at, situation.now):
         return roll_back(
             situation,
             status,
