@@ -2,6 +2,7 @@
 # Builds the local test cluster's binaries from Go modules (no container
 # engine runs here) into a cache outside git, keyed by version, so a second
 # run builds nothing. Prints the bin directory as its last line.
+# With SLIPWAY_REAL_NODE=1 it also builds kubelet and kube-proxy (node-up.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -52,6 +53,10 @@ build_tool kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build_tool kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build_tool kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build_tool kubectl k8s.io/kubernetes/cmd/kubectl
+if [ "${SLIPWAY_REAL_NODE:-0}" = 1 ]; then
+  build_tool kubelet k8s.io/kubernetes/cmd/kubelet
+  build_tool kube-proxy k8s.io/kubernetes/cmd/kube-proxy
+fi
 install_tool kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_tool kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 install_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
