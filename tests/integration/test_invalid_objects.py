@@ -131,9 +131,49 @@ CASES = [
         "bad pause",
         edit(RELEASE, "spec.canary", {"steps": [{"weight": 10, "pause": "1d"}]}),
         "spec.canary.steps[0].pause",
-        "",
+        "should match",
     ),
     ("no strategies", edit(POLICY, "spec.allowedStrategies", []), "spec.allowedStrategies", ""),
+    # Names the children need (issue 6): a model's name is its Service's name, a
+    # release's name is a label value and part of its Deployment's name.
+    ("long model name", edit(MODEL, "metadata.name", "f" * 64), "metadata.name", "63"),
+    ("dotted model name", edit(MODEL, "metadata.name", "fraud.eu"), "metadata.name", ""),
+    ("model name from a digit", edit(MODEL, "metadata.name", "1fraud"), "metadata.name", ""),
+    ("64-char release name", edit(RELEASE, "metadata.name", "r" * 64), "metadata.name", "63"),
+    ("dotted release name", edit(RELEASE, "metadata.name", "fraud.v2"), "metadata.name", ""),
+    (
+        "release naming an impossible model",
+        edit(RELEASE, "spec.deployment", "1fraud"),
+        "spec.deployment",
+        "",
+    ),
+    ("empty image override", edit(RELEASE, "spec.image", ""), "spec.image", ""),
+    # Durations are bounded (168h), and one too large to parse is refused too.
+    (
+        "huge pause",
+        edit(RELEASE, "spec.canary", {"steps": [{"weight": 10, "pause": "99999999999999h"}]}),
+        "spec.canary.steps[0].pause",
+        "168h",
+    ),
+    (
+        "long interval",
+        edit(MODEL, "spec.analysis.interval", "169h"),
+        "spec.analysis.interval",
+        "168h",
+    ),
+    (
+        "long progress deadline",
+        edit(MODEL, "spec.progressDeadline", "10081m"),
+        "spec.progressDeadline",
+        "168h",
+    ),
+    ("long SLO window", edit(MODEL, "spec.slos.0.window", "9999h"), "spec.slos[0].window", "168h"),
+    (
+        "long release interval",
+        edit(POLICY, "spec.minReleaseInterval", "99999999999999h"),
+        "spec.minReleaseInterval",
+        "168h",
+    ),
     (
         "unknown provenance field",
         edit(POLICY, "spec.requiredProvenance", ["astrology"]),
@@ -182,6 +222,17 @@ def test_invalid_object_is_refused_naming_the_field(
     assert refused.value.status in (400, 422), message
     assert field in message, f"refusal does not name {field}: {message}"
     assert word in message, f"refusal does not say {word!r}: {message}"
+
+
+def test_longest_names_and_durations_are_accepted(api: client.ApiClient, namespace: str) -> None:
+    """The bounds are exactly the limits: 63-character names and 168h pass."""
+    model_name = "m" + "x" * 61 + "1"
+    model = edit(edit(MODEL, "metadata.name", model_name), "spec.progressDeadline", "168h")
+    release = edit(RELEASE, "metadata.name", "9" + "y" * 61 + "9")
+    release = edit(release, "spec.deployment", model_name)
+    release = edit(release, "spec.canary", {"steps": [{"weight": 10, "pause": "604800000ms"}]})
+    for body in (model, release):
+        create(api, namespace, body)
 
 
 def test_release_spec_is_immutable(api: client.ApiClient, namespace: str) -> None:

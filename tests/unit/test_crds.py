@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from slipway.api.crd import all_crds, crd_file_name, render
+from slipway.api.durations import DURATION_PATTERN
 from slipway.cli.main import main
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -80,3 +81,32 @@ def test_release_spec_is_immutable_by_cel() -> None:
 def test_rendered_yaml_round_trips() -> None:
     for crd in all_crds():
         assert yaml.safe_load(render(crd)) == crd
+
+
+def _root(kind: str) -> dict[str, Any]:
+    crd = next(c for c in all_crds() if c["spec"]["names"]["kind"] == kind)
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_names_are_bounded_by_what_their_children_need() -> None:
+    model_name = _root("ModelDeployment")["properties"]["metadata"]["properties"]["name"]
+    assert model_name["maxLength"] == 63 and model_name["pattern"].startswith("^[a-z]")
+    release_name = _root("ModelRelease")["properties"]["metadata"]["properties"]["name"]
+    assert release_name["maxLength"] == 63 and "." not in release_name["pattern"]
+    # The API server allows nothing but name (and generateName) under root metadata.
+    for kind in ("ModelDeployment", "ModelRelease", "RolloutPolicy"):
+        assert set(_root(kind)["properties"]["metadata"].get("properties", {})) <= {"name"}
+
+
+def test_every_duration_is_bounded_by_cel() -> None:
+    durations = [
+        (path, node)
+        for crd in all_crds()
+        for path, node in _walk(crd)
+        if node.get("pattern") == DURATION_PATTERN
+    ]
+    assert len(durations) >= 6, durations  # pause, interval, window, deadline, ...
+    for path, node in durations:
+        rules = [v["rule"] for v in node.get("x-kubernetes-validations", [])]
+        assert any("duration('168h')" in rule for rule in rules), path

@@ -17,6 +17,9 @@ from pydantic import BaseModel
 
 from slipway.api import constants as c
 from slipway.api.models import (
+    MAX_NAME_LENGTH,
+    MODEL_NAME_RULE,
+    RELEASE_NAME_RULE,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelReleaseSpec,
@@ -55,6 +58,7 @@ class Kind:
     spec: type[BaseModel]
     status: type[BaseModel] | None
     columns: tuple[Column, ...]
+    name_rule: tuple[str, str] | None = None  # (pattern, why) the object's name must meet
 
 
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
@@ -89,6 +93,7 @@ KINDS: tuple[Kind, ...] = (
             Column("Owner", ".spec.owner.name", priority=1),
             AGE,
         ),
+        name_rule=MODEL_NAME_RULE,
     ),
     Kind(
         c.KIND_RELEASE,
@@ -107,6 +112,7 @@ KINDS: tuple[Kind, ...] = (
             Column("Message", ".status.message", priority=1),
             AGE,
         ),
+        name_rule=RELEASE_NAME_RULE,
     ),
 )
 
@@ -160,12 +166,21 @@ def _clean(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
     return out
 
 
+def metadata_schema(kind: Kind) -> JsonSchema:
+    """The root ``metadata`` schema: the API server allows rules on the name only."""
+    if kind.name_rule is None:
+        return {"type": "object"}
+    pattern, _ = kind.name_rule
+    name = {"type": "string", "maxLength": MAX_NAME_LENGTH, "pattern": pattern}
+    return {"type": "object", "properties": {"name": name}}
+
+
 def crd_for(kind: Kind) -> dict[str, Any]:
     """The CustomResourceDefinition of one kind."""
     properties: dict[str, Any] = {
         "apiVersion": {"type": "string"},
         "kind": {"type": "string"},
-        "metadata": {"type": "object"},
+        "metadata": metadata_schema(kind),
         "spec": structural_schema(kind.spec),
     }
     version: dict[str, Any] = {

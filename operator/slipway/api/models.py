@@ -12,6 +12,8 @@ existence of the deployment) are the operator's, reported as conditions.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -21,8 +23,14 @@ from pydantic.alias_generators import to_camel
 from slipway.api.durations import Duration
 from slipway.api.phases import InconclusiveAction, Phase, Router, Strategy, Verdict
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # RFC 1123 label
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"  # what a Service name must be
 Name = Annotated[str, StringConstraints(pattern=DNS_LABEL, min_length=1, max_length=63)]
+MAX_NAME_LENGTH = 63
+# A ModelDeployment's name is its Service's name, so it must be a DNS-1035 label.
+ModelName = Annotated[
+    str, StringConstraints(pattern=DNS_1035_LABEL, min_length=1, max_length=MAX_NAME_LENGTH)
+]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 MAX_STEPS = 20
 
@@ -300,10 +308,10 @@ class ModelReleaseSpec(ApiModel):
         }
     )
 
-    deployment: Name = Field(description="ModelDeployment in the same namespace.")
+    deployment: ModelName = Field(description="ModelDeployment in the same namespace.")
     model: ModelRef
     provenance: Provenance | None = None
-    image: str | None = Field(default=None, description="Overrides the model container image.")
+    image: NonEmpty | None = Field(default=None, description="Overrides the model container image.")
     strategy: Strategy | None = Field(default=None, description="Default: the deployment's.")
     canary: CanarySpec | None = None
 
@@ -350,7 +358,9 @@ class ModelReleaseStatus(ApiModel):
     )
     completed_at: datetime | None = None
     steps: list[CanaryStep] | None = Field(
-        default=None, description="The canary steps resolved when the release started."
+        default=None,
+        max_length=MAX_STEPS,  # bounds the cost of the per-step CEL rules
+        description="The canary steps resolved when the release started.",
     )
     failures: int = 0
     inconclusives: int = 0
@@ -420,6 +430,45 @@ class RolloutPolicySpec(ApiModel):
 
 # ---------------------------------------------------------------- whole objects
 
+# What each kind's own name must be, because of the children it names. The CRDs
+# carry the same pattern and length (crd.py), so the API server refuses first.
+MODEL_NAME_RULE = (
+    DNS_1035_LABEL,
+    "a ModelDeployment's name names its Service: a DNS-1035 label (lowercase letters,"
+    " digits and '-', starting with a letter, ending with a letter or digit, no dots),"
+    f" at most {MAX_NAME_LENGTH} characters",
+)
+RELEASE_NAME_RULE = (
+    DNS_LABEL,
+    "a ModelRelease's name is a label value and part of its Deployment's name:"
+    " an RFC 1123 label (lowercase letters, digits and '-', starting and ending with"
+    f" a letter or digit, no dots), at most {MAX_NAME_LENGTH} characters",
+)
+
+
+def _name_problem(name: str, rule: tuple[str, str]) -> str | None:
+    pattern, explanation = rule
+    if len(name) <= MAX_NAME_LENGTH and re.fullmatch(pattern, name):
+        return None
+    return f"name {name!r} is invalid: {explanation}"
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a ModelDeployment's name, or None if it can."""
+    return _name_problem(name, MODEL_NAME_RULE)
+
+
+def release_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a ModelRelease's name, or None if it can."""
+    return _name_problem(name, RELEASE_NAME_RULE)
+
+
+def _checked_name(meta: ObjectMeta, problem: Callable[[str], str | None]) -> ObjectMeta:
+    found = problem(meta.name)
+    if found:
+        raise ValueError(found)
+    return meta
+
 
 class ObjectMeta(OpenModel):
     """The metadata fields the operator reads."""
@@ -443,6 +492,11 @@ class ModelDeployment(ApiModel):
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
 
+    @field_validator("metadata")
+    @classmethod
+    def _name_can_name_a_service(cls, meta: ObjectMeta) -> ObjectMeta:
+        return _checked_name(meta, model_name_problem)
+
 
 class ModelRelease(ApiModel):
     """A ModelRelease as stored in the cluster."""
@@ -452,6 +506,11 @@ class ModelRelease(ApiModel):
     metadata: ObjectMeta
     spec: ModelReleaseSpec
     status: ModelReleaseStatus = Field(default_factory=ModelReleaseStatus)
+
+    @field_validator("metadata")
+    @classmethod
+    def _name_can_be_a_label(cls, meta: ObjectMeta) -> ObjectMeta:
+        return _checked_name(meta, release_name_problem)
 
 
 class RolloutPolicy(ApiModel):

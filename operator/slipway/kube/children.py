@@ -5,18 +5,37 @@ tested without a cluster and applied with server-side apply by ``kube.client``.
 Every child is owned by the ModelDeployment (deleting a release never takes
 serving down) and carries no GitOps tracking keys of its parents. Pod-template
 labels name the model and release but never a role: promotion changes no pod.
+
+Names and label values are valid by construction: the CRDs (and the models)
+only admit parent names that are valid label values and Service names, a
+Deployment name is hashed when too long, and free text such as the model
+version is cleaned into a label value. ``child_problems`` says in words what
+would still make the API server refuse a child, so it can be reported in
+status instead of failing an apply in the log.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from typing import Any
 
 from slipway.api import constants as c
-from slipway.api.models import ModelDeployment, ModelRelease
+from slipway.api.models import (
+    ModelDeployment,
+    ModelRelease,
+    model_name_problem,
+    release_name_problem,
+)
 
 MAX_NAME = 52  # leaves room for ReplicaSet and pod suffixes within 63 characters
+MAX_LABEL_VALUE = 63
+# The API server's own rules (k8s.io/apimachinery/pkg/util/validation).
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 
 def deployment_name(model: str, release: str) -> str:
@@ -84,8 +103,13 @@ def release_labels(md: ModelDeployment, release: ModelRelease) -> dict[str, str]
 
 
 def _label_value(text: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)[:63]
+    """Free text as a label value: other characters become '-', at most 63 of them."""
+    cleaned = "".join(ch if _is_label_char(ch) else "-" for ch in text)[:MAX_LABEL_VALUE]
     return cleaned.strip("-_.") or "unknown"
+
+
+def _is_label_char(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch in "-_.")
 
 
 def build_deployment(md: ModelDeployment, release: ModelRelease, replicas: int) -> dict[str, Any]:
@@ -146,3 +170,63 @@ def _with_model_env(env: list[dict[str, Any]], release: ModelRelease) -> list[di
         injected[c.ENV_MODEL_DIGEST] = release.spec.model.digest
     kept = [item for item in env if item.get("name") not in injected]
     return kept + [{"name": name, "value": value} for name, value in injected.items()]
+
+
+# ---------------------------------------------------------------- problems
+
+
+def is_label_value(text: str) -> bool:
+    """Whether the API server accepts ``text`` as a label value."""
+    return len(text) <= MAX_LABEL_VALUE and _LABEL_VALUE.fullmatch(text) is not None
+
+
+def is_qualified_name(key: str) -> bool:
+    """Whether the API server accepts ``key`` as a label or annotation key."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (
+        0 < len(prefix) <= 253 and all(_DNS_LABEL.fullmatch(p) for p in prefix.split("."))
+    ):
+        return False
+    return 0 < len(name) <= 63 and _QUALIFIED_NAME.fullmatch(name) is not None
+
+
+def child_problems(md: ModelDeployment, release: ModelRelease | None = None) -> list[str]:
+    """What would make the API server refuse a child of ``md`` (and of ``release``),
+    one sentence each naming the field to fix; empty when every child is valid."""
+    problems = [p for p in (model_name_problem(md.metadata.name),) if p]
+    children = [("Service", build_service(md))]
+    if release is not None:
+        problems += [p for p in (release_name_problem(release.metadata.name),) if p]
+        try:
+            children.append(("Deployment", build_deployment(md, release, md.spec.replicas)))
+        except ValueError as error:
+            problems.append(str(error))
+    for kind, child in children:
+        problems += _object_problems(kind, child)
+    return list(dict.fromkeys(problems))  # one sentence per problem, in order
+
+
+def _object_problems(kind: str, body: dict[str, Any]) -> list[str]:
+    name = body["metadata"]["name"]
+    fits = _DNS_1035_LABEL if kind == "Service" else _DNS_LABEL
+    problems = []
+    if len(name) > 63 or not fits.fullmatch(name):
+        problems.append(f"{kind} name {name!r} is not a valid {kind} name")
+    places = [(f"{kind} metadata", body["metadata"])]
+    template = body.get("spec", {}).get("template")
+    if template is not None:  # from the ModelDeployment's own spec.template
+        places.append(("spec.template.metadata", template.get("metadata") or {}))
+    for where, meta in places:
+        for key, value in (meta.get("labels") or {}).items():
+            if not is_qualified_name(key):
+                problems.append(f"{where}.labels: {key!r} is not a valid label key")
+            if not isinstance(value, str) or not is_label_value(value):
+                problems.append(
+                    f"{where}.labels: {key}={value!r} is not a valid label value (at most"
+                    " 63 letters, digits, '-', '_' or '.', starting and ending with a letter"
+                    " or digit)"
+                )
+        for key in meta.get("annotations") or {}:
+            if not is_qualified_name(key):
+                problems.append(f"{where}.annotations: {key!r} is not a valid annotation key")
+    return problems
