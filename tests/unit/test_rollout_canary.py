@@ -28,8 +28,16 @@ STEPS = {"steps": [{"weight": 25, "pause": "10s"}, {"weight": 50, "pause": "10s"
 ANALYSIS = {"interval": "5s", "failureLimit": 0, "inconclusiveLimit": 1}
 
 
+SLOS = [{"name": "latency", "query": "latency", "threshold": {"max": 0.25}}]
+
+
 def md(**spec: Any) -> Any:
-    defaults: dict[str, Any] = {"canary": STEPS, "analysis": ANALYSIS, "replicas": 4}
+    defaults: dict[str, Any] = {
+        "canary": STEPS,
+        "analysis": ANALYSIS,
+        "replicas": 4,
+        "slos": SLOS,
+    }
     defaults.update(spec)
     return model(stable="fraud-v1", active="fraud-v2", **defaults)
 
@@ -378,7 +386,7 @@ def test_release_steps_override_model_steps() -> None:
 def test_analysis_due(phase: str, last_seconds: int | None, ready: int, expected: bool) -> None:
     analysis = [record(1, "Pass", T0)] if last_seconds is not None else []
     now = T0 + timedelta(seconds=last_seconds or 0)
-    status = {"phase": phase, "step": 1, "analysis": analysis}
+    status = {"phase": phase, "step": 1, "strategy": "canary", "analysis": analysis}
     rel = release(strategy="canary", status=status)
     situation = Situation(
         release=rel,

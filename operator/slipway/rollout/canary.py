@@ -16,7 +16,7 @@ template, then scales the old stable to zero.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from slipway.analysis.verdicts import combine, explain
 from slipway.api import conditions as cond
@@ -29,12 +29,13 @@ from slipway.api.models import (
     ModelReleaseStatus,
     RolloutPolicy,
 )
-from slipway.api.phases import InconclusiveAction, Phase, Verdict
+from slipway.api.phases import InconclusiveAction, Phase, Strategy, Verdict
 from slipway.kube.children import build_deployment
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import (
+    EPOCH,
     Action,
     ApplyObject,
     Decision,
@@ -46,6 +47,7 @@ from slipway.rollout.direct import achieved_weight, mark_succeeded, stable_deplo
 
 DEFAULT_STEPS = (CanaryStep(weight=25), CanaryStep(weight=50), CanaryStep(weight=75))
 ANALYSIS_HISTORY = 30
+PROMOTED_BY_HAND = "promoted by annotation slipway.dev/action"
 
 
 def steps_for(situation: Situation, model: ModelDeployment) -> list[CanaryStep]:
@@ -78,15 +80,28 @@ def split_replicas(total: int, weight: int) -> tuple[int, int]:
     return candidate, max(total - candidate, 1)
 
 
+def analysis_applies(situation: Situation, model: ModelDeployment) -> bool:
+    """Whether this release is in a canary step that SLO analysis gates.
+
+    Only canary steps are analysed (a direct or first release has nothing to
+    compare with), and a model without SLOs has nothing to query.
+    """
+    status = situation.release.status
+    if not model.spec.slos or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+        return False
+    first = model.status.stable_release in (None, situation.release.metadata.name)
+    if first or status.strategy is not Strategy.CANARY:
+        return False  # a first release is rolled out directly: nothing to compare with
+    return status.step is not None and status.step <= len(steps_for(situation, model))
+
+
 def analysis_due(situation: Situation) -> bool:
     """Whether the handler should run an analysis before deciding this tick."""
-    release, model = situation.release, situation.model
-    status = release.status
-    if model is None or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+    model = situation.model
+    if model is None or not analysis_applies(situation, model):
         return False
-    if status.step is None or status.step > len(steps_for(situation, model)):
-        return False  # promoting: the verdict is in
-    own = situation.deployments.get(release.metadata.name)
+    status = situation.release.status
+    own = situation.deployments.get(situation.release.metadata.name)
     if own is None or own.ready_replicas == 0:
         return False
     last = status.analysis[-1].at if status.analysis else None
@@ -211,7 +226,8 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
 
     pause = parse_duration(steps[status.step - 1].pause)
     waited = now - (status.weight_reached_at or now)
-    passed = _step_passed(status, status.weight_reached_at or now)
+    gated = bool(model.spec.slos)
+    passed = not gated or _step_passed(status, status.weight_reached_at or now)
     if waited >= pause and passed:
         status.step += 1
         status.step_started_at, status.weight_reached_at = now, None
@@ -219,16 +235,35 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         follow = roll_out(replace(situation, analysis=None), status, model)
         return Decision(follow.status, _merge(actions, follow.actions))
 
-    # No countdown in the message: it would change, and be written, every tick.
-    ends = (status.weight_reached_at or now) + pause
-    verdict = status.verdict.value if status.verdict else "pending"
-    status.message = (
-        f"step {status.step_label}: weight {status.weight}% (want {desired}%),"
-        f" pause {steps[status.step - 1].pause} until {ends.strftime('%H:%M:%SZ')},"
-        f" analysis {verdict}"
-    )
+    status.message = _step_message(status, steps, desired, pause, waited >= pause, gated)
     return _progress(
         situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
+    )
+
+
+def _step_message(
+    status: ModelReleaseStatus,
+    steps: list[CanaryStep],
+    desired: int,
+    pause: timedelta,
+    paused_enough: bool,
+    gated: bool,
+) -> str:
+    """What the step waits for, in words; no countdown (it would be written every tick)."""
+    head = f"step {status.step_label}: weight {status.weight}% (want {desired}%)"
+    if not paused_enough:
+        ends = (status.weight_reached_at or status.step_started_at or EPOCH) + pause
+        waits = f"pause {steps[(status.step or 1) - 1].pause} until {ends.strftime('%H:%M:%SZ')}"
+        if not gated:
+            return f"{head}, {waits}; no SLOs to analyse"
+        verdict = status.verdict.value if status.verdict else "pending"
+        return f"{head}, {waits}, latest analysis {verdict}"
+    in_step = [r for r in status.analysis if r.step == status.step]
+    if not in_step or (status.weight_reached_at and in_step[-1].at <= status.weight_reached_at):
+        return f"{head}, pause done; waiting for the first analysis at this weight"
+    return (
+        f"{head}, pause done; waiting for a passing analysis"
+        f" (latest {in_step[-1].verdict.value}: {explain(in_step[-1].slos)})"
     )
 
 
@@ -284,9 +319,7 @@ def promote(
     if own is not None and own.replicas == total and own.available:
         done = mark_succeeded(situation, status, model)
         if manual:
-            done.status.message = (
-                f"{done.status.message} (promoted by annotation slipway.dev/action)"
-            )
+            done.status.message = f"{done.status.message} ({PROMOTED_BY_HAND})"
         return Decision(done.status, _merge(actions, done.actions))
     if past_deadline(model, status.step_started_at, situation.now):
         return roll_back(

@@ -96,3 +96,6 @@ class Decision:
 
     status: ModelReleaseStatus
     actions: list[Action] = field(default_factory=list)
+    look_again_at: datetime | None = None
+    """When the release must be looked at again even if nothing in the cluster changes
+    (a pause ending, an analysis due, a deadline); None: only when something changes."""

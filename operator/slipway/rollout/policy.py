@@ -26,6 +26,8 @@ class PolicyOutcome:
     phase: Phase
     reason: str
     message: str
+    until: datetime | None = None
+    """When the objection lapses by itself (a freeze window's end), if it does."""
 
 
 def provided(release: ModelRelease, field: str) -> bool:
@@ -87,6 +89,7 @@ def check_policy(
                 Phase.PENDING,
                 cond.FREEZE_WINDOW,
                 f"tier {tier!r} is in a change freeze until {window.end.isoformat()}{why}",
+                window.end,
             )
     if spec.min_release_interval and model.status.history:
         earliest = model.status.history[0].promoted_at + parse_duration(spec.min_release_interval)
@@ -96,5 +99,6 @@ def check_policy(
                 cond.RELEASE_INTERVAL,
                 f"tier {tier!r} allows one release per {spec.min_release_interval};"
                 f" the next may start at {earliest.isoformat()}",
+                earliest,
             )
     return None

@@ -7,6 +7,8 @@ hands over to the strategy's own module.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from slipway.api import conditions as cond
 from slipway.api.models import ModelReleaseStatus
 from slipway.api.phases import Phase, Router, Strategy
@@ -16,12 +18,21 @@ from slipway.rollout.controls import read_controls
 from slipway.rollout.core import Decision, Situation
 from slipway.rollout.policy import check_policy
 from slipway.rollout.rollback import pending_request, request_accepted
+from slipway.rollout.timing import next_look
 
 IMPLEMENTED = frozenset({Strategy.DIRECT, Strategy.CANARY})
 
 
 def decide(situation: Situation) -> Decision:
-    """The next status and actions for one release."""
+    """The next status and actions for one release, and when to look at it again."""
+    decision = _decide(situation)
+    if decision.look_again_at is None:
+        look = next_look(situation, situation.model, decision.status)
+        decision = replace(decision, look_again_at=look)
+    return decision
+
+
+def _decide(situation: Situation) -> Decision:
     release = situation.release
     status = release.status.model_copy(deep=True)
     status.observed_generation = release.metadata.generation
@@ -47,7 +58,10 @@ def decide(situation: Situation) -> Decision:
         )
     if model.status.stable_release == release.metadata.name:
         # Promoted before a restart cut the cycle short: finish the bookkeeping.
-        return direct.mark_succeeded(situation, status, model)
+        done = direct.mark_succeeded(situation, status, model)
+        if read_controls(release.metadata.annotations).promote:
+            done.status.message = f"{done.status.message} ({canary.PROMOTED_BY_HAND})"
+        return done
 
     started = status.phase in (Phase.PROGRESSING, Phase.PAUSED)
     if started and read_controls(release.metadata.annotations).abort:
@@ -90,7 +104,8 @@ def decide(situation: Situation) -> Decision:
         if objection is not None and objection.phase is Phase.FAILED:
             return refuse(situation, status, objection.reason, objection.message)
         if objection is not None:
-            return pending(situation, status, objection.reason, objection.message)
+            waiting = pending(situation, status, objection.reason, objection.message)
+            return replace(waiting, look_again_at=objection.until)
     if first:
         status.strategy = strategy
         return direct.roll_out(situation, status, model, first=True)
@@ -169,3 +184,31 @@ def settle(
         situation.release.metadata.generation,
     )
     return Decision(status)
+
+
+def child_refused(situation: Situation, message: str) -> Decision:
+    """Fail a release whose Deployment the API server refuses (it can never be created as
+    it is); the candidate goes to zero and the stable gets its full size back."""
+    release, model = situation.release, situation.model
+    status = release.status.model_copy(deep=True)
+    status.observed_generation = release.metadata.generation
+    if model is None:
+        return refuse(situation, status, cond.CHILD_REFUSED, message)
+    keeps = (
+        f"; stable {model.status.stable_release!r} keeps serving"
+        if model.status.stable_release
+        else ""
+    )
+    decision = canary.roll_back(situation, status, model, [], cond.CHILD_REFUSED, message)
+    decision.status.phase = Phase.FAILED
+    decision.status.message = f"failed: {message}{keeps}"
+    decision.status.conditions = set_condition(
+        decision.status.conditions,
+        cond.READY,
+        "False",
+        cond.CHILD_REFUSED,
+        decision.status.message,
+        situation.now,
+        release.metadata.generation,
+    )
+    return decision
