@@ -8,7 +8,7 @@ benchmarks read (a steady state must write nothing).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -58,6 +58,22 @@ METRIC_QUERIES = Counter(
     "slipway_metric_queries_total",
     "Queries sent to metric providers.",
     ["provider", "outcome"],
+    registry=REGISTRY,
+)
+RECONCILES = Counter(
+    "slipway_reconciles_total",
+    "Reconcile passes (one per ModelDeployment key), by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "slipway_reconcile_seconds",
+    "Duration of one reconcile pass.",
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "slipway_queue_depth",
+    "Keys waiting in the reconcile queue (due now or later).",
     registry=REGISTRY,
 )
 

@@ -10,11 +10,14 @@ a steady state must write nothing, and the benchmarks read these counters.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -23,6 +26,38 @@ from slipway.api import constants as c
 from slipway.metrics import KUBE_WRITES
 
 log = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    """A write the API server refused, with its HTTP status and its own words."""
+
+    def __init__(self, status: int, message: str, what: str) -> None:
+        super().__init__(f"{what}: {message}")
+        self.status, self.message, self.what = status, message, what
+
+    @property
+    def conflict(self) -> bool:
+        """Someone changed the object since we read it (or it was re-created)."""
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        """The object, or its whole namespace, is gone or on its way out."""
+        terminating = self.status == 403 and "being terminated" in self.message
+        return self.status == 404 or terminating
+
+    @property
+    def invalid(self) -> bool:
+        """The object can never be accepted as it is: retrying cannot help."""
+        return self.status in (400, 422)
+
+
+def refused(error: ApiException, what: str) -> KubeError:
+    """The API server's own message out of an ApiException."""
+    message = error.reason or "no reason given"
+    with contextlib.suppress(ValueError, AttributeError):
+        message = json.loads(error.body or "{}").get("message") or message
+    return KubeError(int(error.status or 0), str(message), what)
 
 
 def make_api_client() -> client.ApiClient:
@@ -38,7 +73,13 @@ def make_api_client() -> client.ApiClient:
 
 
 class KubeWriter:
-    """Applies, deletes and patches, and counts every write by kind of call."""
+    """Applies, deletes and patches, and counts every write by kind of call.
+
+    Every call raises ``KubeError`` with the API server's message when refused.
+    Status patches carry the resourceVersion they were decided on, so a write
+    based on a stale read (or aimed at a re-created object of the same name)
+    fails with a conflict instead of overwriting newer state.
+    """
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -50,15 +91,18 @@ class KubeWriter:
     def apply(self, body: Mapping[str, Any]) -> None:
         """Server-side apply one object under Slipway's field manager."""
         kind, meta = body["kind"], body["metadata"]
-        self._patcher(kind)(
-            meta["name"],
-            meta["namespace"],
-            dict(body),
-            field_manager=c.FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
         self._count(f"apply/{kind}")
+        try:
+            self._patcher(kind)(
+                meta["name"],
+                meta["namespace"],
+                dict(body),
+                field_manager=c.FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+        except ApiException as error:
+            raise refused(error, f"{kind} {meta['name']!r}") from None
 
     def _patcher(self, kind: str) -> Callable[..., Any]:
         patchers: dict[str, Callable[..., Any]] = {
@@ -69,49 +113,112 @@ class KubeWriter:
             raise ValueError(f"Slipway does not apply objects of kind {kind!r}")
         return patchers[kind]
 
-    def delete_deployment(self, namespace: str, name: str) -> bool:
-        """Delete a Deployment (its pods go with it); False if it was already gone."""
+    def delete_deployment(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete a Deployment (its pods go with it); False if it was already gone.
+
+        With ``uid``, only that very object: a newer one of the same name is left alone.
+        """
         self._count("delete/Deployment")
+        options = client.V1DeleteOptions(
+            propagation_policy="Background",
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+        )
         try:
-            self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
+            self.apps.delete_namespaced_deployment(name, namespace, body=options)
         except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
+            if error.status in (404, 409):
+                return False  # gone, or another object now has that name
+            raise refused(error, f"Deployment {name!r}") from None
         return True
 
-    def patch_model_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch the status of a ModelDeployment (only the keys given)."""
-        self._patch_status(c.PLURAL_DEPLOYMENT, namespace, name, status)
+    def patch_model_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Merge-patch the status of a ModelDeployment (only the keys given); the new object."""
+        return self._patch_status(c.PLURAL_DEPLOYMENT, namespace, name, status, resource_version)
 
-    def patch_release_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch a ModelRelease's status now (keys set to None are removed)."""
-        self._patch_status(c.PLURAL_RELEASE, namespace, name, status)
+    def patch_release_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Merge-patch a ModelRelease's status (keys set to None are removed); the new object."""
+        return self._patch_status(c.PLURAL_RELEASE, namespace, name, status, resource_version)
 
     def _patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": dict(status)},
-            _content_type="application/merge-patch+json",
-        )
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self._count(f"patch/{plural}-status")
+        try:
+            result = self.custom.patch_namespaced_custom_object_status(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            raise refused(error, f"status of {plural} {name!r}") from None
+        return cast(dict[str, Any], result)
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         """Set replicas through the scale subresource: no other field, no pod restart."""
-        self.apps.patch_namespaced_deployment_scale(
-            name,
-            namespace,
-            {"spec": {"replicas": replicas}},
-            field_manager=c.FIELD_MANAGER,
-            _content_type="application/merge-patch+json",
-        )
         self._count("scale/Deployment")
+        try:
+            self.apps.patch_namespaced_deployment_scale(
+                name,
+                namespace,
+                {"spec": {"replicas": replicas}},
+                field_manager=c.FIELD_MANAGER,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            raise refused(error, f"Deployment {name!r}") from None
+
+    def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event about ``obj`` (a body); a refused Event is logged, never raised:
+        it must not stop the decision it reports."""
+        meta = obj.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", meta.get("name", "")
+        stamp = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{name[:200]}.", namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=name,
+                namespace=namespace,
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            source=client.V1EventSource(component=c.FIELD_MANAGER),
+            first_timestamp=stamp,
+            last_timestamp=stamp,
+            count=1,
+        )
+        self._count("create/Event")
+        try:
+            self.core.create_namespaced_event(namespace, event)
+        except ApiException as error:
+            log.debug("event %s on %s/%s not posted: %s", reason, namespace, name, error.reason)
 
     def _count(self, call: str) -> None:
         self.writes[call] += 1

@@ -28,6 +28,9 @@ class DeploymentState:
     updated_replicas: int
     generation: int
     observed_generation: int
+    uid: str | None = None
+    owner_uid: str | None = None
+    """The uid of the ModelDeployment that controls it (its ownerReference)."""
 
     @property
     def rolled_out(self) -> bool:
@@ -61,7 +64,17 @@ def deployment_state(body: Mapping[str, Any]) -> DeploymentState | None:
         updated_replicas=int(status.get("updatedReplicas", 0) or 0),
         generation=int(meta.get("generation", 0) or 0),
         observed_generation=int(status.get("observedGeneration", 0) or 0),
+        uid=meta.get("uid"),
+        owner_uid=controller_uid(meta),
     )
+
+
+def controller_uid(meta: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controlling owner, if it has one."""
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("controller"):
+            return str(owner.get("uid"))
+    return None
 
 
 @dataclass(frozen=True)

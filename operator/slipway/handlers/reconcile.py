@@ -1,0 +1,402 @@
+"""One reconcile pass over one ModelDeployment: its releases first, then the model itself.
+
+Everything is re-derived from the snapshot and the clock, so a restarted
+operator resumes exactly where the stored status says it was. Each write
+carries the resourceVersion it was decided on: a decision made on a stale
+view, or aimed at an object that was deleted and re-created under the same
+name, fails with a conflict and is simply made again on a fresh view. The
+pass keeps the ModelDeployment it wrote last, so the releases decided after
+a claim in the same pass see that claim.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from slipway import metrics
+from slipway.analysis.analyze import analyze
+from slipway.analysis.templates import release_variables
+from slipway.analysis.verdicts import combine, inconclusive
+from slipway.api import conditions as cond
+from slipway.api.models import (
+    ModelDeployment,
+    ModelDeploymentStatus,
+    ModelRelease,
+    ModelReleaseStatus,
+    SLOResult,
+)
+from slipway.api.phases import Phase
+from slipway.handlers.controller import Memory, Providers
+from slipway.handlers.snapshot import ModelEntry, ModelSnapshot, ReleaseEntry
+from slipway.handlers.status import dump_status, owned_keys, status_patch
+from slipway.kube.children import build_service
+from slipway.kube.client import KubeError, KubeWriter
+from slipway.kube.fingerprint import service_fingerprint
+from slipway.rollout.canary import analysis_due, analysis_settings
+from slipway.rollout.conditions import set_condition
+from slipway.rollout.core import (
+    Action,
+    ApplyObject,
+    DeleteDeployment,
+    RecordStable,
+    ScaleDeployment,
+    SetActive,
+    Situation,
+)
+from slipway.rollout.model import decide_model
+from slipway.rollout.release import child_refused, decide
+
+log = logging.getLogger("slipway")
+
+RELEASE_KEYS = owned_keys(ModelReleaseStatus)
+RELEASE_OWNED_MODEL_KEYS = {"stableRelease", "stableVersion", "history"}
+"""ModelDeployment status keys only a release's promotion (or a rollback) writes."""
+MODEL_KEYS = owned_keys(ModelDeploymentStatus) - RELEASE_OWNED_MODEL_KEYS
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe(error: ValidationError, prefix: str) -> str:
+    """A pydantic error as 'field: problem' lines with the field's path."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in (prefix, *item["loc"]))
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_model(body: Mapping[str, Any]) -> ModelEntry:
+    """A ModelDeployment body as the index keeps it: parsed, or why not."""
+    try:
+        return ModelEntry(ModelDeployment.model_validate(dict(body)), None, body)
+    except ValidationError as error:
+        return ModelEntry(None, describe(error, "ModelDeployment"), body)
+
+
+@dataclass
+class Pass:
+    """One pass: its snapshot, its collaborators, and the freshest ModelDeployment."""
+
+    snap: ModelSnapshot
+    kube: KubeWriter
+    providers: Providers
+    memory: Memory
+    entry: ModelEntry | None
+
+    @property
+    def model(self) -> ModelDeployment | None:
+        return self.entry.model if self.entry else None
+
+    @property
+    def deployments(self) -> dict[str, Any]:
+        return self.snap.owned_deployments(self.entry.uid if self.entry else None)
+
+
+def reconcile(
+    snap: ModelSnapshot, kube: KubeWriter, providers: Providers, memory: Memory
+) -> datetime | None:
+    """Reconcile every release of one ModelDeployment, then the model; when to look again."""
+    run = Pass(snap, kube, providers, memory, snap.model)
+    looks: list[datetime] = []
+    in_flight = sorted(
+        (r for r in snap.releases if _needs_work(r)),
+        key=lambda r: (r.summary.created, r.summary.name),
+    )
+    for entry in in_flight:
+        look = reconcile_release(run, entry)
+        if look is not None:
+            looks.append(look)
+    if run.entry is not None:
+        look = reconcile_model(run)
+        if look is not None:
+            looks.append(look)
+    return min(looks) if looks else None
+
+
+def _needs_work(entry: ReleaseEntry) -> bool:
+    return not entry.summary.deleting and not Phase(entry.summary.phase).is_terminal
+
+
+# ---------------------------------------------------------------- ModelRelease
+
+
+def reconcile_release(run: Pass, entry: ReleaseEntry) -> datetime | None:
+    body = entry.body
+    old_status = dict(body.get("status") or {})
+    name = entry.summary.name
+    try:
+        release = ModelRelease.model_validate(dict(body))
+    except ValidationError as error:
+        _write_release_status(
+            run, body, old_status, _invalid_release(body, describe(error, "ModelRelease"))
+        )
+        return None
+    model = run.model
+    situation = Situation(
+        release=release,
+        model=model,
+        siblings=tuple(r.summary for r in run.snap.releases if r.summary.name != name),
+        deployments=run.deployments,
+        now=now(),
+        model_error=run.entry.error if run.entry else None,
+        policy=run.snap.policy,
+    )
+    if analysis_due(situation):
+        situation = replace(situation, analysis=run_analysis(run, situation))
+    decision = decide(situation)
+    first = [a for a in decision.actions if _before_status(a, name)]
+    then = [a for a in decision.actions if not _before_status(a, name)]
+    # A claim of the rollout slot and a promotion are recorded on the model first
+    # (conditionally: a concurrent claim makes this one fail and the pass start over);
+    # anything else is decided in the release's status first, so a crash before the
+    # actions finish can never undo the decision: the next pass redoes them.
+    carry_out(run, first)
+    body = _write_release_status(run, body, old_status, decision.status)
+    try:
+        carry_out(run, then)
+    except KubeError as error:
+        if not error.invalid:
+            raise
+        # The API server will never take this child as it is (an invalid pod template, say):
+        # fail the release with its words, and put the stable back.
+        refused = child_refused(situation, f"the API server refused {error}")
+        _write_release_status(run, body, dict(body.get("status") or {}), refused.status)
+        carry_out(run, refused.actions)
+        return None
+    return decision.look_again_at
+
+
+def _before_status(action: Action, release: str) -> bool:
+    """Model writes that must land before the release's status says it acted on them."""
+    return isinstance(action, RecordStable) or (
+        isinstance(action, SetActive) and action.release == release
+    )
+
+
+def run_analysis(run: Pass, situation: Situation) -> list[SLOResult]:
+    """Query every SLO of the model for the candidate (and the stable for relative ones)."""
+    model, release = situation.model, situation.release
+    assert model is not None
+    namespace = release.metadata.namespace or ""
+    candidate = release_variables(
+        namespace, model.metadata.name, release.metadata.name, release.spec.model.version
+    )
+    stable = None
+    if model.status.stable_release:
+        stable = release_variables(
+            namespace,
+            model.metadata.name,
+            model.status.stable_release,
+            model.status.stable_version or "",
+        )
+    provider = run.providers.for_model(model)
+    if provider is None:
+        reason = (
+            "no metrics backend: set spec.metrics.url or run the operator with --prometheus-url"
+        )
+        results = [inconclusive(slo, reason) for slo in model.spec.slos]
+    else:
+        settings = analysis_settings(model, situation.policy)
+        results = analyze(model.spec.slos, provider, candidate, stable, settings)
+    labels = (namespace, model.metadata.name, release.metadata.name)
+    for result in results:
+        metrics.SLO_VERDICTS.labels(*labels, result.slo, result.verdict.value).inc()
+        if result.value is not None:
+            metrics.SLO_VALUE.labels(*labels, result.slo).set(result.value)
+        if result.baseline is not None:
+            metrics.SLO_BASELINE.labels(*labels, result.slo).set(result.baseline)
+    metrics.ANALYSES.labels(*labels, combine(results).value).inc()
+    return results
+
+
+def _invalid_release(body: Mapping[str, Any], why: str) -> ModelReleaseStatus:
+    message = f"invalid release: {why}"
+    generation = (body.get("metadata") or {}).get("generation")
+    status = ModelReleaseStatus(phase=Phase.FAILED, message=message, observed_generation=generation)
+    status.conditions = set_condition(
+        [], cond.READY, "False", cond.INVALID_SPEC, message, now(), generation
+    )
+    return status
+
+
+def _write_release_status(
+    run: Pass, body: Mapping[str, Any], old: dict[str, Any], new_status: ModelReleaseStatus
+) -> Mapping[str, Any]:
+    """Write what changed, conditional on the version decided on; the body as it now is."""
+    new = dump_status(new_status)
+    changes = status_patch(old, new, RELEASE_KEYS)
+    if not changes:
+        return body
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    written = run.kube.patch_release_status(
+        namespace, name, changes, resource_version=meta.get("resourceVersion")
+    )
+    if new_status.weight is not None:
+        deployment = (body.get("spec") or {}).get("deployment", "")
+        metrics.RELEASE_WEIGHT.labels(namespace, deployment, name).set(new_status.weight)
+    old_phase = old.get("phase")
+    if old_phase != new.get("phase"):
+        metrics.PHASE_TRANSITIONS.labels(new_status.phase.value).inc()
+        bad = new_status.phase in (Phase.FAILED, Phase.ROLLED_BACK)
+        run.kube.post_event(
+            body,
+            "Warning" if bad else "Normal",
+            new_status.phase.value,
+            f"{old_phase or 'New'} -> {new_status.phase.value}: {new_status.message or ''}",
+        )
+    elif _ready_reason(old) != _ready_reason(new):
+        run.kube.post_event(
+            body,
+            "Normal",
+            _ready_reason(new) or "Updated",
+            new.get("message", ""),
+        )
+    return written
+
+
+def _ready_reason(status: Mapping[str, Any]) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == cond.READY:
+            return str(condition.get("reason"))
+    return None
+
+
+# ---------------------------------------------------------------- actions
+
+
+def carry_out(run: Pass, actions: list[Action]) -> None:
+    """The model's status first (claim the slot, record a stable), then apply and scale,
+    then delete: a crash between any two steps leaves a state the next pass can finish."""
+    if not actions:
+        return
+    _write_model_actions(run, [a for a in actions if isinstance(a, (SetActive, RecordStable))])
+    namespace = run.snap.namespace
+    for action in actions:
+        if isinstance(action, ApplyObject):
+            run.kube.apply(action.body)
+        elif isinstance(action, ScaleDeployment):
+            run.kube.scale_deployment(namespace, action.name, action.replicas)
+    uids = {d.name: d.uid for d in run.snap.deployments}
+    for action in actions:
+        if not isinstance(action, DeleteDeployment):
+            continue
+        if run.kube.delete_deployment(namespace, action.name, uids.get(action.name)):
+            log.info("deleted Deployment %s/%s: %s", namespace, action.name, action.reason)
+
+
+def _write_model_actions(run: Pass, actions: list[SetActive | RecordStable]) -> None:
+    if not actions or run.entry is None or run.model is None:
+        return
+    model = run.model
+    patch: dict[str, Any] = {}
+    for action in actions:
+        if isinstance(action, SetActive):
+            patch["activeRelease"] = action.release
+        else:
+            record = action.record
+            if action.handled_rollback:
+                patch["handledRollback"] = action.handled_rollback
+            kept = [h for h in model.status.history if h.release != record.release]
+            history = [record, *kept][: action.history_limit]
+            patch.update(
+                stableRelease=record.release,
+                stableVersion=record.version,
+                activeRelease=None,
+                history=[
+                    h.model_dump(by_alias=True, exclude_none=True, mode="json") for h in history
+                ],
+            )
+    _patch_model_status(run, patch)
+
+
+def _patch_model_status(run: Pass, patch: dict[str, Any]) -> None:
+    """Conditional on the version this pass holds; the pass then holds the new one."""
+    assert run.entry is not None
+    written = run.kube.patch_model_status(
+        run.snap.namespace, run.snap.name, patch, resource_version=run.entry.resource_version
+    )
+    run.entry = parse_model(written)
+
+
+# ---------------------------------------------------------------- ModelDeployment
+
+
+def reconcile_model(run: Pass) -> datetime | None:
+    assert run.entry is not None
+    body = run.entry.body
+    old_status = dict(body.get("status") or {})
+    model = run.model
+    if model is None:
+        message = run.entry.error or "invalid ModelDeployment"
+        if old_status.get("message") != message:
+            run.kube.post_event(body, "Warning", cond.INVALID_SPEC, message)
+            _patch_model_status(run, {"message": message})
+        return None
+    problem = _ensure_service(run, model)
+    decision = decide_model(
+        model, run.deployments, {r.summary.name: r.summary for r in run.snap.releases}, now()
+    )
+    if decision.actions:
+        carry_out(run, decision.actions)
+        model = run.model or model
+    key = ("rollback", run.snap.namespace, run.snap.name)
+    if decision.rollback_message and run.memory.said.get(key) != decision.rollback_message:
+        run.memory.said[key] = decision.rollback_message
+        run.kube.post_event(body, "Normal", "Rollback", decision.rollback_message)
+    uids = {d.name: d.uid for d in run.snap.deployments}
+    for deployment, reason in decision.prune:
+        if run.kube.delete_deployment(run.snap.namespace, deployment, uids.get(deployment)):
+            run.kube.post_event(
+                body,
+                "Normal",
+                cond.EVENT_PRUNED,
+                f"{deployment}: {reason}",
+            )
+    status = decision.status
+    status.message = problem
+    new = dump_status(status)
+    stored = dict(run.entry.body.get("status") or {})
+    for foreign in RELEASE_OWNED_MODEL_KEYS:
+        new.pop(foreign, None)
+        stored.pop(foreign, None)
+    changes = status_patch(stored, new, MODEL_KEYS)
+    if "activeRelease" in stored and "activeRelease" not in new:
+        changes["activeRelease"] = None
+    if changes:
+        _patch_model_status(run, changes)
+    return None
+
+
+def _ensure_service(run: Pass, model: ModelDeployment) -> str | None:
+    """Apply the model's Service when it is missing, changed or not ours; why it cannot be."""
+    assert run.entry is not None
+    entry = run.entry
+    desired = build_service(model)
+    present = run.snap.service
+    if (
+        present is not None
+        and present.fingerprint == service_fingerprint(desired)
+        and present.owner_uid == entry.uid
+    ):
+        return None
+    try:
+        run.kube.apply(desired)
+    except KubeError as error:
+        if not error.invalid:
+            raise
+        message = f"the API server refused {error}"
+        key = ("service", run.snap.namespace, run.snap.name)
+        if run.memory.said.get(key) != message:
+            run.memory.said[key] = message
+            run.kube.post_event(entry.body, "Warning", cond.CHILD_REFUSED, message)
+        return message
+    return None

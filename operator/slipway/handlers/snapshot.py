@@ -1,0 +1,73 @@
+"""What the indexes hold per object, and the snapshot one reconcile pass works from.
+
+A pass never reads the API: everything it may decide on is copied here from
+kopf's indexes first. Bodies are kept as plain dicts so a pass can write
+status with the resourceVersion it decided on, and name the object in Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slipway.api.models import ModelDeployment, RolloutPolicy
+from slipway.kube.observe import DeploymentState, ReleaseSummary, controller_uid
+
+ModelKey = tuple[str, str]
+"""(namespace, ModelDeployment name): the unit of work of the reconcile queue."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A ModelDeployment as the index holds it: parsed, or why it could not be."""
+
+    model: ModelDeployment | None
+    error: str | None
+    body: Mapping[str, Any]
+
+    @property
+    def uid(self) -> str | None:
+        return (self.body.get("metadata") or {}).get("uid")
+
+    @property
+    def resource_version(self) -> str | None:
+        return (self.body.get("metadata") or {}).get("resourceVersion")
+
+
+@dataclass(frozen=True)
+class ReleaseEntry:
+    """A ModelRelease: its summary for siblings, and its body for its own pass."""
+
+    summary: ReleaseSummary
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A Slipway Service: a fingerprint of what Slipway sets, and its controlling owner."""
+
+    fingerprint: str
+    owner_uid: str | None
+
+
+def service_state(body: Mapping[str, Any], fingerprint: str) -> ServiceState:
+    return ServiceState(fingerprint, controller_uid(body.get("metadata") or {}))
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """Everything one pass over one ModelDeployment may look at."""
+
+    namespace: str
+    name: str
+    model: ModelEntry | None
+    releases: tuple[ReleaseEntry, ...]
+    deployments: tuple[DeploymentState, ...]
+    service: ServiceState | None
+    policy: RolloutPolicy | None
+
+    def owned_deployments(self, uid: str | None) -> dict[str, DeploymentState]:
+        """This model's Deployments keyed by release; only those controlled by ``uid``, so a
+        re-created ModelDeployment never acts on its predecessor's children."""
+        return {d.release: d for d in self.deployments if uid is None or d.owner_uid == uid}
