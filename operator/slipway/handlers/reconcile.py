@@ -35,7 +35,7 @@ from slipway.api.phases import Phase
 from slipway.handlers.controller import Memory, Providers
 from slipway.handlers.snapshot import ModelEntry, ModelSnapshot, ReleaseEntry
 from slipway.handlers.status import dump_status, owned_keys, status_patch
-from slipway.kube.children import build_service
+from slipway.kube.children import build_service, child_problems
 from slipway.kube.client import KubeError, KubeWriter
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.rollout.canary import analysis_due, analysis_settings
@@ -76,9 +76,13 @@ def describe(error: ValidationError, prefix: str) -> str:
 def parse_model(body: Mapping[str, Any]) -> ModelEntry:
     """A ModelDeployment body as the index keeps it: parsed, or why not."""
     try:
-        return ModelEntry(ModelDeployment.model_validate(dict(body)), None, body)
+        model = ModelDeployment.model_validate(dict(body))
     except ValidationError as error:
         return ModelEntry(None, describe(error, "ModelDeployment"), body)
+    problems = child_problems(model)
+    if problems:  # its Service or pod labels would be refused: say so instead of trying
+        return ModelEntry(None, "; ".join(problems), body)
+    return ModelEntry(model, None, body)
 
 
 @dataclass
@@ -139,14 +143,18 @@ def reconcile_release(run: Pass, entry: ReleaseEntry) -> datetime | None:
             run, body, old_status, _invalid_release(body, describe(error, "ModelRelease"))
         )
         return None
-    model = run.model
+    model, model_error = run.model, run.entry.error if run.entry else None
+    if model is not None and release.status.started_at is None:
+        problems = child_problems(model, release)  # e.g. spec.container names no container
+        if problems:
+            model, model_error = None, "; ".join(problems)
     situation = Situation(
         release=release,
         model=model,
         siblings=tuple(r.summary for r in run.snap.releases if r.summary.name != name),
         deployments=run.deployments,
         now=now(),
-        model_error=run.entry.error if run.entry else None,
+        model_error=model_error,
         policy=run.snap.policy,
     )
     if analysis_due(situation):

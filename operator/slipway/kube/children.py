@@ -194,6 +194,11 @@ def child_problems(md: ModelDeployment, release: ModelRelease | None = None) -> 
     """What would make the API server refuse a child of ``md`` (and of ``release``),
     one sentence each naming the field to fix; empty when every child is valid."""
     problems = [p for p in (model_name_problem(md.metadata.name),) if p]
+    template = md.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    try:
+        _model_container(md, template["spec"]["containers"])
+    except ValueError as error:
+        problems.append(str(error))
     children = [("Service", build_service(md))]
     if release is not None:
         problems += [p for p in (release_name_problem(release.metadata.name),) if p]
