@@ -13,7 +13,6 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from tests.e2e.scenario import KNOB_ERRORS, fast_model, release
 from tests.prometheus.server import find_prometheus, free_port
 
 from e2e.dataplane import DataPlane
-from e2e.operator_process import OperatorProcess
+from e2e.operator_process import OperatorProcess, scrape, total
 from slipway.analysis.templates import release_variables, render
 from slipway.api import constants as c
 from slipway.api.durations import parse_duration
@@ -34,22 +33,6 @@ STATE = ROOT / "e2e" / ".state"
 
 def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The operator's /metrics as {series: value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
-
-
-def total(metrics: dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in metrics.items() if k.startswith(prefix) and not k.endswith("_created"))
 
 
 class Bench:

@@ -11,13 +11,18 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 STARTED = "slipway operator started"
 
 
 class OperatorProcess:
     """Start, kill and restart `slipway run` with its log in one file."""
+
+    logs: ClassVar[list[Path]] = []
+    """Every log an operator of this Python process wrote (the tests scan them)."""
 
     def __init__(
         self,
@@ -32,6 +37,8 @@ class OperatorProcess:
         self.prometheus_url, self.metrics_port = prometheus_url, metrics_port
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        if log_path not in OperatorProcess.logs:
+            OperatorProcess.logs.append(log_path)
 
     def start(self, timeout: float = 30.0) -> OperatorProcess:
         """Start one operator and wait until its handlers are registered."""
@@ -88,3 +95,20 @@ class OperatorProcess:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return "(no log)"
+
+
+def scrape(port: int) -> dict[str, float]:
+    """An operator's /metrics as {series: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def total(metrics: dict[str, float], prefix: str) -> float:
+    """The sum of every series of one counter (all label values)."""
+    return sum(v for k, v in metrics.items() if k.startswith(prefix) and not k.endswith("_created"))

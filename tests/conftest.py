@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from e2e.operator_process import OperatorProcess
 from kubernetes import client
 
 from tests import kube
+from tests.invariants import StableGuard, tracebacks
 from tests.prometheus.server import find_prometheus
 
 SERVER = pytest.StashKey[str]()
@@ -101,6 +103,40 @@ def operator(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     except AssertionError as error:
         print(f"warning: {error}", file=sys.stderr)
     process.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_operator_tracebacks() -> Iterator[None]:
+    """Every test fails if any operator process logged a traceback while it ran."""
+    sizes = {log: log.stat().st_size for log in OperatorProcess.logs if log.exists()}
+    yield
+    found = [
+        f"{log}: {line}"
+        for log in OperatorProcess.logs
+        for line in tracebacks(log, sizes.get(log, 0))
+    ]
+    if found:
+        pytest.fail("the operator logged tracebacks:\n" + "\n".join(found), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def stable_guard(api: client.ApiClient) -> Iterator[StableGuard]:
+    """Watches, for the whole run, that no stable release's Deployment is deleted or
+    scaled to zero while it is the stable (tests/invariants.py)."""
+    guard = StableGuard(api, ["slipway-"]).start()
+    yield guard
+    guard.stop()
+
+
+@pytest.fixture
+def stable_kept(stable_guard: StableGuard) -> Iterator[StableGuard]:
+    """The test fails if the stable invariant was broken while it ran."""
+    before = len(stable_guard.violations)
+    yield stable_guard
+    time.sleep(0.5)  # let the guard judge the last events of the test
+    broken = stable_guard.violations[before:]
+    if broken:
+        pytest.fail("the stable release lost its Deployment:\n" + "\n".join(broken), pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

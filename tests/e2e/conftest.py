@@ -19,6 +19,12 @@ MakeDataPlane = Callable[..., DataPlane]
 _PLANES = pytest.StashKey[list[tuple[DataPlane, list[str]]]]()
 
 
+@pytest.fixture(autouse=True)
+def _stable_invariant(request: pytest.FixtureRequest) -> None:
+    """Every e2e scenario is held to the stable-serving invariant (tests/invariants.py)."""
+    request.getfixturevalue("stable_kept")
+
+
 @pytest.fixture
 def dataplane(
     request: pytest.FixtureRequest, kubeconfig: str, namespace: str, prometheus_binary: str

@@ -71,7 +71,8 @@ def test_sigkill_at_random_moments_resumes_same_step(
         k = Cluster(api, namespace)
         op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
         try:
-            steps = [{"weight": w, "pause": "5s"} for w in (20, 40, 60, 80)]
+            # Long enough for seven kills during the good rollout, whatever the operator speed.
+            steps = [{"weight": w, "pause": "8s"} for w in (20, 40, 60, 80)]
             k.create(
                 c.PLURAL_DEPLOYMENT,
                 fast_model(namespace, plane.prometheus_url, replicas=5, canary={"steps": steps}),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -53,21 +54,20 @@ def test_first_release_converges_and_becomes_stable(
 
     service = k.core.read_namespaced_service("fraud", namespace)
     assert service.spec.selector == {c.LABEL_MODEL: "fraud"}
-    endpoints = wait_for(
-        lambda: [
-            ep
-            for sl in client.DiscoveryV1Api(api)
-            .list_namespaced_endpoint_slice(
-                namespace, label_selector="kubernetes.io/service-name=fraud"
-            )
-            .items
-            for ep in sl.endpoints or []
-            if ep.conditions.ready
-        ],
+    discovery = client.DiscoveryV1Api(api)
+
+    def ready_endpoints() -> list[Any]:
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=fraud"
+        ).items
+        return [ep for sl in slices for ep in sl.endpoints or [] if ep.conditions.ready]
+
+    # The endpoint controller may publish one pod before the other: wait for both.
+    wait_for(
+        lambda: len(ready_endpoints()) == 2,
         timeout=CONVERGE_SECONDS,
-        what="ready endpoints behind Service fraud",
+        what="2 ready endpoints behind Service fraud",
     )
-    assert len(endpoints) == 2
 
     model = wait_for(
         lambda: (s := k.model_status()).get("ready") == "2/2" and s,
