@@ -106,6 +106,11 @@ class Memory:
     said: dict[tuple[Any, ...], str] = field(default_factory=dict)
     failures: dict[ModelKey, int] = field(default_factory=dict)
 
+    def forget(self, key: ModelKey) -> None:
+        self.failures.pop(key, None)
+        for said in [k for k in self.said if k[1:] == key]:
+            del self.said[said]
+
 
 Reconcile = Callable[[ModelSnapshot, KubeWriter, Providers, Memory], datetime | None]
 
@@ -152,6 +157,8 @@ class Controller:
         loop = asyncio.get_running_loop()
         try:
             snapshot = self.snapshot(key)
+            if snapshot.model is None and not snapshot.releases:
+                self.memory.forget(key)  # nothing of this model is left to remember
             started = time.monotonic()
             look = await loop.run_in_executor(
                 self._pool, self.reconcile, snapshot, self.kube, self.providers, self.memory

@@ -38,6 +38,7 @@ from slipway.handlers.status import dump_status, owned_keys, status_patch
 from slipway.kube.children import build_service, child_problems
 from slipway.kube.client import KubeError, KubeWriter
 from slipway.kube.fingerprint import service_fingerprint
+from slipway.kube.observe import DeploymentState
 from slipway.rollout.canary import analysis_due, analysis_settings
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
@@ -100,7 +101,7 @@ class Pass:
         return self.entry.model if self.entry else None
 
     @property
-    def deployments(self) -> dict[str, Any]:
+    def deployments(self) -> dict[str, DeploymentState]:
         return self.snap.owned_deployments(self.entry.uid if self.entry else None)
 
 
