@@ -50,9 +50,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; }
 fi
 
-# --- images (built locally, never pulled) --------------------------------------
-read -r pause_ref pause_archive < <("$here/../images/build.sh" pause | tail -n 1)
-read -r model_ref model_archive < <("$here/../images/build.sh" model-server | tail -n 1)
+# --- images (built locally, never pulled; imported once containerd runs) -------
+read -r pause_ref _ < <("$here/../images/build.sh" pause | tail -n 1)
+"$here/../images/build.sh" model-server >/dev/null
 
 # --- refuse what would collide -------------------------------------------------
 for t in "${node_kp_tables[@]}"; do
@@ -205,11 +205,7 @@ start_daemon containerd env HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127
   http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 NO_PROXY= no_proxy= \
   containerd --config "$node_state/containerd/config.toml"
 wait_for 30 containerd ctr --address "$node_sock" version
-t=$SECONDS
-for a in "$pause_archive" "$model_archive"; do
-  ctr --address "$node_sock" -n k8s.io images import --no-unpack=false "$a" >/dev/null
-done
-node_log "imported $pause_ref and $model_ref in $((SECONDS - t))s"
+"$here/node-images.sh" pause model-server >/dev/null
 
 # --- kubelet -------------------------------------------------------------------
 ca="$(kube_cluster_dir)/pki/ca.crt"

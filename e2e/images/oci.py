@@ -128,9 +128,7 @@ def main() -> None:
     p.add_argument("--workdir", default="")
     p.add_argument("--port", action="append", default=[], help="e.g. 8080/tcp")
     a = p.parse_args()
-    write_archive(
-        a.out, a.ref, a.layer, a.entrypoint, a.cmd, a.env, a.user, a.workdir, a.port
-    )
+    write_archive(a.out, a.ref, a.layer, a.entrypoint, a.cmd, a.env, a.user, a.workdir, a.port)
 
 
 if __name__ == "__main__":
