@@ -62,12 +62,18 @@ EOF
   create_args=(--config "$kwok_config")
 fi
 
-if healthy && { [ "$real_node" != 1 ] || [ -f "$real_marker" ]; }; then
+# A cluster is reused only if it was made for the same SLIPWAY_REAL_NODE setting.
+made_for=0
+[ -f "$real_marker" ] && made_for=1
+if healthy && [ "$made_for" = "$real_node" ]; then
   log "reusing running cluster '$name'"
 else
   if healthy; then
-    log "cluster '$name' was made without SLIPWAY_REAL_NODE=1: recreating it for the real node"
+    log "cluster '$name' was made with SLIPWAY_REAL_NODE=$made_for, not $real_node: recreating it"
     "$here/node-down.sh"
+    if [ -e "$cache/node/$name.before" ]; then "$here/node-check-clean.sh"; fi
+    kwokctl delete cluster --name "$name" >&2
+    rm -rf "$KWOK_WORKDIR/clusters/$name"  # its etcd data too: start from nothing
   fi
   if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
     log "cluster '$name' exists but is not healthy: recreating it"
