@@ -65,6 +65,10 @@ demo: venv
 bench: venv
 	$(BIN)/python -m e2e.bench
 
+.PHONY: bench-decisions
+bench-decisions: venv
+	$(BIN)/python -m e2e.bench_decisions
+
 lock:
 	rm -rf /tmp/slipway-lock && $(PYTHON) -m venv /tmp/slipway-lock
 	/tmp/slipway-lock/bin/pip install -q -e '.[dev]'

@@ -17,7 +17,7 @@ What it no longer does wrong:
   so one unlucky stretch is one failure, not six.
 
 ``min_samples`` keeps the old fixed minimum (``AnalysisSettings.minSamples``);
-with ``min_events=0`` this judge is exactly today's behaviour.
+with ``min_events=0`` it applies today's rule (``verdicts.judge``) to ratio and latency SLOs.
 """
 
 from __future__ import annotations
