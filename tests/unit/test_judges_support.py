@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ import pytest
 from slipway.analysis.judges import (
     DEFAULT_JUDGE,
     JUDGES,
+    Counts,
     CountSLO,
     ErrorBudget,
     Histogram,
@@ -23,6 +25,7 @@ from slipway.analysis.judges import (
     make_judge,
     queries,
 )
+from slipway.api.phases import Verdict
 
 
 def test_registry_builds_each_judge_and_names_the_known_ones() -> None:
@@ -157,3 +160,28 @@ def test_histogram_from_prometheus_le_labels() -> None:
     assert h == Histogram((0.1, 0.25, math.inf), (3.0, 7.0, 10.0))
     with pytest.raises(ValueError, match="le='fast'"):
         queries.histogram_from({"fast": 1.0})
+
+
+@pytest.mark.parametrize("name", sorted(JUDGES))
+def test_inconclusive_never_passes_and_a_pass_rests_on_its_bounds(name: str) -> None:
+    """Over random counts: an SLO passes only when every check passes, and a sequential
+    Pass has its confidence bound on the right side of the limit."""
+    rng = random.Random(13)
+    judge = make_judge(name)
+    budget = ErrorBudget().per_slo(2)
+    slo = CountSLO("errors", "lower", Tolerance(relative=0.5), bound=0.05, metric="error rate")
+    passes = 0
+    for _ in range(400):
+        n_c, n_s = rng.choice([0, 10, 200, 5000]), rng.choice([0, 30, 600, 15_000])
+        candidate = Counts(round(n_c * rng.uniform(0, 0.04)), n_c)
+        stable = Counts(round(n_s * rng.uniform(0, 0.03)), n_s) if rng.random() < 0.8 else None
+        judged = judge.counts(slo, candidate, stable, budget)
+        if judged.verdict is Verdict.PASS:
+            passes += 1
+            assert all(c.verdict is Verdict.PASS for c in judged.checks)
+            for check in judged.checks:
+                if check.upper is not None and check.limit is not None:
+                    assert check.upper < check.limit
+        if any(c.verdict is Verdict.INCONCLUSIVE for c in judged.checks):
+            assert judged.verdict is not Verdict.PASS
+    assert passes > 0  # the property was exercised

@@ -10,6 +10,9 @@ very code the operator runs, and keeps every judge a pure function.
   candidate started; Pass only when a regression beyond the tolerance is
   ruled out, and otherwise the samples it still needs.
 
+The operator asks a judge's ``scope`` which counts to fetch (``queries``
+builds the PromQL), splits the release's ``ErrorBudget`` with ``per_slo``,
+calls ``counts`` or ``latency`` per SLO, and writes ``Judgement.status()``.
 Adding a judge is one module and one entry in ``JUDGES``.
 """
 

@@ -18,10 +18,10 @@ image for higher-is-better; guard rail: a = 0, b = the bound). The margin
 ``m = q_c - a*q_s - b`` is estimated from the counts, its variance taken at
 the restricted maximum-likelihood rates on the boundary m = 0 (the
 Farrington-Manning score test, good with few events where the Wald variance
-is zero and overconfident). The estimate, scaled by its information 1/V, is a
-Brownian motion in information time under the boundary (each version's
-requests are i.i.d. whatever the split, so changing steps only change how
-fast information grows). A normal-mixture boundary (Robbins; the mixture
+is zero and overconfident). The estimate, scaled by its information 1/V, is
+close to a Brownian motion in information time on the boundary (each
+version's requests are i.i.d. whatever the split, so changing steps mostly
+change how fast information grows). A normal-mixture boundary (Robbins; the mixture
 SPRT of Johari et al., "Always valid inference", 2017) on that motion is
 crossed with probability at most alpha over all time: the confidence bound
 ``m_hat +- sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha') + log(1 + tau^2 / V)))``.
@@ -38,6 +38,14 @@ tolerance on the share above B, widened to at least ``min_effect``. Then it
 is the ratio test above on "slower than B". An absolute ``max_seconds``
 ceiling is a one-sample check on the share above it (failing only on a bound
 at or above the ceiling, passing only on one at or below it).
+
+Budget (``ErrorBudget``, a policy parameter tiers may tighten). A release
+may be rolled back while within tolerance with probability at most
+``false_rollback`` (default 5 %): split evenly over its SLOs, and inside an
+SLO over its checks (vs stable, guard rail); looks take no share, the
+boundary already holds at every one. An SLO passes a candidate that is
+worse than its tolerance with probability at most ``false_promotion``
+(default 5 %), not split: promotion needs every SLO to pass.
 
 What it costs. The boundary is wider than a fixed-sample test's (about 1.5x
 to 2x the samples at the same error rates): the price of reading it at every
