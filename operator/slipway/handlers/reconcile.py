@@ -356,7 +356,6 @@ def reconcile_model(run: Pass) -> datetime | None:
     )
     if decision.actions:
         carry_out(run, decision.actions)
-        model = run.model or model
     key = ("rollback", run.snap.namespace, run.snap.name)
     if decision.rollback_message and run.memory.said.get(key) != decision.rollback_message:
         run.memory.said[key] = decision.rollback_message
@@ -373,7 +372,9 @@ def reconcile_model(run: Pass) -> datetime | None:
     status = decision.status
     status.message = problem
     new = dump_status(status)
-    stored = dict(run.entry.body.get("status") or {})
+    # Against the status this decision was made from: what carry_out wrote meanwhile (a
+    # rollback's record) is not the decision's to undo; the write is still conditional.
+    stored = old_status
     for foreign in RELEASE_OWNED_MODEL_KEYS:
         new.pop(foreign, None)
         stored.pop(foreign, None)
