@@ -19,6 +19,9 @@ start_all=$SECONDS
 
 [ "$(id -u)" -eq 0 ] || { node_log "the real node needs root (containers, network, cgroups)"; exit 1; }
 [ -f "$kubeconfig" ] || { node_log "no cluster '$name': run up.sh first"; exit 1; }
+# Only a cluster made for it keeps kwok's hands off a real node (see up.sh).
+[ -f "$(kube_cluster_dir)/slipway-real-node" ] ||
+  { node_log "cluster '$name' was not made for a real node: run up.sh with SLIPWAY_REAL_NODE=1"; exit 1; }
 
 bin=$(SLIPWAY_REAL_NODE=1 "$here/build.sh" | tail -n 1)
 export PATH="$bin:$PATH"
