@@ -25,7 +25,12 @@ MODEL: dict[str, Any] = {
         "template": {"spec": {"containers": [{"name": "server", "image": "srv:1"}]}},
         "canary": {"steps": [{"weight": 10, "pause": "30s"}, {"weight": 50}]},
         "analysis": {"interval": "30s"},
-        "slos": [{"name": "latency", "query": "q", "threshold": {"max": 0.25}}],
+        "slos": [
+            {"name": "latency", "query": "q", "threshold": {"max": 0.25}},
+            {"name": "errors", "errorRate": {}, "threshold": {"max": 0.02, "maxIncrease": 0.5}},
+            {"name": "accuracy", "ratio": {"better": "higher"}, "threshold": {"maxDecrease": 0.02}},
+            {"name": "p95", "latency": {"quantile": 0.95}, "threshold": {"maxIncrease": 0.1}},
+        ],
     },
 }
 RELEASE: dict[str, Any] = {
@@ -148,6 +153,44 @@ CASES = [
         "",
     ),
     ("empty image override", edit(RELEASE, "spec.image", ""), "spec.image", ""),
+    (
+        "SLO with a query and a type",
+        edit(MODEL, "spec.slos.0.errorRate", {}),
+        "spec.slos[0]",
+        "exactly one of query, errorRate, ratio, latency",
+    ),
+    (
+        "SLO with no kind",
+        edit(MODEL, "spec.slos.0.query", ...),
+        "spec.slos[0]",
+        "exactly one of query, errorRate, ratio, latency",
+    ),
+    (
+        "errors selector that is not label matchers",
+        edit(
+            MODEL,
+            "spec.slos.0",
+            {"name": "e", "errorRate": {"errors": "} or vector(1) #"}, "threshold": {"max": 1}},
+        ),
+        "spec.slos[0].errorRate.errors",
+        "",
+    ),
+    (
+        "latency quantile of 1",
+        edit(
+            MODEL,
+            "spec.slos.0",
+            {"name": "p", "latency": {"quantile": 1}, "threshold": {"max": 1}},
+        ),
+        "spec.slos[0].latency.quantile",
+        "",
+    ),
+    (
+        "false-rollback budget of one half",
+        edit(MODEL, "spec.analysis", {"falseRollback": 0.5}),
+        "spec.analysis.falseRollback",
+        "",
+    ),
     # Durations are bounded (168h), and one too large to parse is refused too.
     (
         "huge pause",

@@ -198,7 +198,7 @@ def test_failure_past_limit_rolls_back_at_once() -> None:
     assert ScaleDeployment("fraud-fraud-v1", 4) in decision.actions
     assert SetActive(None) in decision.actions
     message = decision.status.message or ""
-    assert "SLO latency" in message and "1 failed analyses (limit 0)" in message
+    assert "SLO latency" in message and "1 failed analyses (limit 0;" in message
     assert "'fraud-v1' keeps serving" in message
     ready = next(x for x in decision.status.conditions if x.type == cond.READY)
     assert ready.reason == cond.SLO_FAILED

@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from slipway.analysis import templates, verdicts
+from slipway.analysis.judges import ErrorBudget, Judge, Scope, SLOBudget, make_judge, queries
 from slipway.analysis.provider import MetricProvider, QueryResult
+from slipway.analysis.typed import Measured, judge_typed
+from slipway.api.durations import parse_duration
 from slipway.api.models import SLO, AnalysisSettings, SLOResult
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,10 @@ def _needs_samples(slo: SLO, settings: AnalysisSettings) -> bool:
 
 def queries_for(slo: SLO, settings: AnalysisSettings) -> int:
     """Queries one SLO costs per tick when the backend answers everything."""
+    if slo.latency is not None:
+        return 2  # the candidate's and the stable's buckets
+    if slo.typed:
+        return 4  # events and total, for both releases
     return 1 + int(verdicts.is_relative(slo.threshold)) + int(_needs_samples(slo, settings))
 
 
@@ -43,27 +52,56 @@ def _describe(result: QueryResult, what: str) -> str:
     return f"{what} query failed: {result.error}"
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Since when typed SLOs count (the candidate's start) and the error budget they share."""
+
+    started: datetime
+    now: datetime
+    budget: ErrorBudget = field(default_factory=ErrorBudget)
+
+
 def analyze(
     slos: Sequence[SLO],
     provider: MetricProvider,
     variables_for_candidate: Mapping[str, str],
     variables_for_stable: Mapping[str, str] | None,
     settings: AnalysisSettings,
+    evidence: Evidence | None = None,
 ) -> list[SLOResult]:
     """Judge every SLO of one tick, in order; one result per SLO.
 
     ``variables_for_candidate`` / ``variables_for_stable`` hold namespace,
     deployment, release and version (see ``templates.release_variables``);
     each SLO adds its own window. ``variables_for_stable`` is None when there
-    is no stable release: relative thresholds are then Inconclusive.
+    is no stable release: relative thresholds are then Inconclusive. Typed
+    SLOs go to ``settings.judge`` (the sequential one counts from
+    ``evidence.started``); raw PromQL SLOs to the threshold rules.
     """
     results: list[SLOResult] = []
     down: QueryResult | None = None  # set once the backend stopped answering
+    judge = make_judge(settings.judge)
+    budget = (evidence.budget if evidence else ErrorBudget()).per_slo(len(slos))
 
     for slo in slos:
         if down is not None:
             results.append(verdicts.inconclusive(slo, f"not queried: {down.error}"))
             continue
+        if slo.typed:
+            measured = _typed(
+                slo,
+                provider,
+                judge,
+                variables_for_candidate,
+                variables_for_stable,
+                evidence,
+                budget,
+            )
+            if measured.unreachable:
+                down = QueryResult.failed(measured.result.reason, unreachable=True)
+            results.append(measured.result)
+            continue
+        assert slo.query is not None
         window = {templates.WINDOW: slo.window}
         try:
             candidate_q = templates.render(
@@ -127,3 +165,38 @@ def analyze(
         log.debug("%s: %s", result.verdict, result.reason)
         results.append(result)
     return results
+
+
+def _typed(
+    slo: SLO,
+    provider: MetricProvider,
+    judge: Judge,
+    candidate: Mapping[str, str],
+    stable: Mapping[str, str] | None,
+    evidence: Evidence | None,
+    budget: SLOBudget,
+) -> Measured:
+    """A typed SLO over the range its judge wants: the window, or since the start."""
+    window = int(parse_duration(slo.window).total_seconds())
+    if judge.scope is Scope.SINCE_START and evidence is not None:
+        seconds = queries.range_since(evidence.started, evidence.now)
+        elapsed = (evidence.now - evidence.started).total_seconds()
+    else:
+        seconds, elapsed = max(window, 1), float(window)
+
+    def labels(variables: Mapping[str, str]) -> dict[str, str]:
+        return {
+            templates.NAMESPACE: variables[templates.NAMESPACE],
+            templates.RELEASE: variables[templates.RELEASE],
+        }
+
+    return judge_typed(
+        slo,
+        provider,
+        judge,
+        labels(candidate),
+        labels(stable) if stable is not None else None,
+        seconds,
+        elapsed,
+        budget,
+    )

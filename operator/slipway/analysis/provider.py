@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -47,6 +47,8 @@ class QueryResult:
     value: float | None = None
     error: str | None = None
     unreachable: bool = False
+    series: Mapping[str, float] | None = None
+    """For ``query_by``: each series' value keyed by one label's value."""
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,10 @@ class MetricProvider(Protocol):
 
     def query(self, promql: str) -> QueryResult:
         """The query's single value now; never raises."""
+        ...
+
+    def query_by(self, promql: str, label: str) -> QueryResult:
+        """Every series' value now, keyed by ``label`` (e.g. histogram buckets by ``le``)."""
         ...
 
     def is_online(self) -> bool:
@@ -114,6 +120,22 @@ def _single_value(result: Any) -> QueryResult:
         return QueryResult(value=float(sample["value"][1]))
     except (TypeError, ValueError, IndexError) as err:
         return QueryResult.failed(f"unreadable sample value {sample['value']!r}: {err}")
+
+
+def _by_label(result: Any, label: str) -> QueryResult:
+    """A Prometheus instant vector as {value of ``label``: value}; empty is no data."""
+    if not isinstance(result, list):
+        return QueryResult.failed(f"unexpected answer from Prometheus: {str(result)[:80]}")
+    series: dict[str, float] = {}
+    for sample in result:
+        try:
+            key = str(sample["metric"][label])
+            series[key] = float(sample["value"][1])
+        except (KeyError, TypeError, ValueError, IndexError):
+            return QueryResult.failed(
+                f"query must return an instant vector with label {label!r}, got {str(sample)[:80]}"
+            )
+    return QueryResult(series=series) if series else QueryResult()
 
 
 def _http_error(err: PrometheusApiClientException) -> QueryResult:
@@ -170,6 +192,13 @@ class PrometheusProvider:
 
     def query(self, promql: str) -> QueryResult:
         """Run an instant query; exactly one sample is a value, none is no data."""
+        return self._ask(promql, _single_value)
+
+    def query_by(self, promql: str, label: str) -> QueryResult:
+        """Run an instant query; every series' value keyed by ``label``."""
+        return self._ask(promql, lambda result: _by_label(result, label))
+
+    def _ask(self, promql: str, read: Callable[[Any], QueryResult]) -> QueryResult:
         try:
             result = self._client.custom_query(promql, params=dict(self._params))
         except PrometheusApiClientException as err:
@@ -188,7 +217,7 @@ class PrometheusProvider:
             log.exception("unexpected error querying %s", self.url)
             answer = QueryResult.failed(f"unexpected error querying Prometheus: {err!r}")
         else:
-            answer = _single_value(result)
+            answer = read(result)
         if answer.error:
             log.debug("query %r on %s: %s", promql, self.url, answer.error)
         return answer

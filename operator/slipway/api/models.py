@@ -17,7 +17,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from slipway.api.durations import Duration
@@ -113,7 +120,31 @@ class AnalysisSettings(ApiModel):
     )
     on_inconclusive: InconclusiveAction = Field(
         default=InconclusiveAction.HOLD,
-        description="What happens past inconclusiveLimit: hold (Paused) or rollback.",
+        description="What happens past inconclusiveLimit, or when a step's progressDeadline"
+        " passes without enough evidence: hold (Paused) or rollback.",
+    )
+    judge: Literal["sequential", "threshold"] = Field(
+        default="sequential",
+        description="How typed SLOs (errorRate, ratio, latency) are judged. sequential:"
+        " anytime-valid tests on everything since the candidate started; Pass only once a"
+        " regression beyond the tolerance is ruled out, otherwise the step waits and says how"
+        " many samples it still needs. threshold: one window's point estimate. Raw PromQL"
+        " SLOs are always judged by threshold.",
+    )
+    false_rollback: float | None = Field(
+        default=None,
+        gt=0,
+        lt=0.5,
+        description="Chance of rolling back a release that is within every tolerance, for"
+        " the whole release (split over SLOs; looks are free). Default 0.05; a tier's value is"
+        " a ceiling a ModelDeployment may only lower.",
+    )
+    false_promotion: float | None = Field(
+        default=None,
+        gt=0,
+        lt=0.5,
+        description="Chance that a regressed SLO passes. Default 0.05; a tier's value is a"
+        " ceiling a ModelDeployment may only lower.",
     )
 
 
@@ -151,20 +182,105 @@ class SLOThreshold(ApiModel):
     )
 
 
+MetricName = Annotated[
+    str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", min_length=1, max_length=200)
+]
+LabelMatchers = Annotated[
+    str,
+    StringConstraints(
+        pattern=r'^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"([^"\\]|\\.)*"\s*'
+        r'(,\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"([^"\\]|\\.)*"\s*)*$',
+        max_length=500,
+    ),
+]
+
+
+class ErrorRateSLO(ApiModel):
+    """Errors among requests, both counted by one requests counter.
+
+    Judged as errors / requests of each release, since the candidate started
+    (sequential) or over the window (threshold). ``max`` is a ceiling,
+    ``maxIncrease`` a tolerance over the stable (ratio: 0.5 = stable x1.5).
+    """
+
+    requests: MetricName = Field(
+        default="model_requests_total", description="Counter of requests, per release."
+    )
+    errors: LabelMatchers = Field(
+        default='code=~"5.."', description="Label matchers selecting the failed requests."
+    )
+
+
+class RatioSLO(ApiModel):
+    """good / total from two counters, e.g. correct predictions among labelled ones."""
+
+    good: MetricName = Field(default="model_predictions_correct_total")
+    total: MetricName = Field(default="model_predictions_total")
+    better: Literal["higher", "lower"] = Field(
+        default="higher", description="higher: accuracy-like (min, maxDecrease); lower: max."
+    )
+
+
+class LatencySLO(ApiModel):
+    """A latency quantile judged on histogram buckets (never an interpolated quantile)."""
+
+    histogram: MetricName = Field(
+        default="model_request_duration_seconds",
+        description="Histogram name (its _bucket series are read).",
+    )
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+    min_effect: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="Smallest relative rise of the tail share worth detecting (0.1 = 10 %).",
+    )
+
+
 class SLO(ApiModel):
-    """A service-level objective: a PromQL template and its threshold."""
+    """A service-level objective: typed (errorRate, ratio, latency) or a PromQL template,
+    and its threshold. Series of a release are selected by the labels namespace and
+    release (what the example model server exports)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "[has(self.query), has(self.errorRate), has(self.ratio),"
+                    " has(self.latency)].filter(x, x).size() == 1",
+                    "an SLO needs exactly one of query, errorRate, ratio, latency",
+                )
+            ]
+        }
+    )
 
     name: Name
-    query: NonEmpty = Field(
+    query: NonEmpty | None = Field(
+        default=None,
         description="PromQL template. Variables: {{namespace}}, {{deployment}}, {{release}},"
-        " {{version}}, {{window}}; every value substituted is escaped."
+        " {{version}}, {{window}}; every value substituted is escaped.",
     )
+    error_rate: ErrorRateSLO | None = None
+    ratio: RatioSLO | None = None
+    latency: LatencySLO | None = None
     threshold: SLOThreshold
     samples_query: Annotated[str, StringConstraints(min_length=1)] | None = Field(
         default=None,
         description="Optional PromQL template giving the number of samples in the window.",
     )
     window: Duration = Field(default="1m", description="Range the query looks back over.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SLO:
+        kinds = [k for k in ("query", "error_rate", "ratio", "latency") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("an SLO needs exactly one of query, errorRate, ratio, latency")
+        return self
+
+    @property
+    def typed(self) -> bool:
+        """Measured from counters by the operator (not a hand-written PromQL value)."""
+        return self.query is None
 
 
 class Owner(ApiModel):
@@ -326,6 +442,26 @@ class SLOResult(ApiModel):
     samples: float | None = None
     threshold: str = ""
     reason: str = ""
+    judge: str | None = Field(default=None, description="Which judge decided (typed SLOs).")
+    lower: float | None = Field(
+        default=None, description="Lower confidence bound of the candidate's value."
+    )
+    upper: float | None = Field(
+        default=None, description="Upper confidence bound of the candidate's value."
+    )
+    limit: float | None = Field(default=None, description="The limit the bound is held to.")
+    stable_samples: float | None = None
+    samples_needed: float | None = Field(
+        default=None, description="Candidate samples at which a decision is expected."
+    )
+    eta_seconds: float | None = Field(
+        default=None, description="At the candidate's traffic so far, time to samplesNeeded."
+    )
+    gathering: bool = Field(
+        default=False,
+        description="Inconclusive only because evidence is still accumulating (holds the"
+        " step; not counted against inconclusiveLimit).",
+    )
 
 
 class AnalysisRecord(ApiModel):
@@ -335,6 +471,11 @@ class AnalysisRecord(ApiModel):
     step: int
     verdict: Verdict
     slos: list[SLOResult] = Field(default_factory=list)
+    counted: bool = Field(
+        default=False,
+        description="A failure counted against failureLimit (one per SLO window: failures"
+        " of overlapping windows judged the same requests).",
+    )
 
 
 class ModelReleaseStatus(ApiModel):

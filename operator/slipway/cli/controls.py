@@ -81,4 +81,30 @@ def describe_release(name: str, namespace: str | None) -> str:
         lines.append(f"  {record['at']}  step {record['step']}  {record['verdict']}")
         for slo in record.get("slos") or []:
             lines.append(f"      {slo['verdict']:<12} {slo.get('reason', '')}")
+            evidence = evidence_line(slo)
+            if evidence:
+                lines.append(f"      {'':<12} {evidence}")
     return "\n".join(lines)
+
+
+def evidence_line(slo: dict[str, Any]) -> str:
+    """The numbers behind a typed SLO's verdict: estimates, bound vs limit, samples, time."""
+    if not slo.get("judge"):
+        return ""
+
+    def num(key: str) -> str:
+        value = slo.get(key)
+        return "n/a" if value is None else f"{value:.4g}"
+
+    parts = [
+        f"{slo['judge']}: candidate {num('value')} (bounds {num('lower')}..{num('upper')})"
+        f" vs stable {num('baseline')}, limit {num('limit')}"
+    ]
+    if slo.get("samples") is not None:
+        have = f"samples {slo['samples']:,.0f}"
+        if slo.get("samplesNeeded") is not None:
+            have += f" of ~{slo['samplesNeeded']:,.0f} needed"
+        if slo.get("etaSeconds") is not None:
+            have += f" (about {slo['etaSeconds']:.0f}s more at the current traffic)"
+        parts.append(have)
+    return "; ".join(parts)

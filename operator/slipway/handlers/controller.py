@@ -54,14 +54,19 @@ class CountingProvider:
         self.queries = 0
 
     def query(self, promql: str) -> QueryResult:
-        result = self.inner.query(promql)
+        return self._count(self.inner.query(promql))
+
+    def query_by(self, promql: str, label: str) -> QueryResult:
+        return self._count(self.inner.query_by(promql, label))
+
+    def is_online(self) -> bool:
+        return self.inner.is_online()
+
+    def _count(self, result: QueryResult) -> QueryResult:
         self.queries += 1
         outcome = "ok" if result.ok else ("unreachable" if result.unreachable else "error")
         metrics.METRIC_QUERIES.labels(self.name, outcome).inc()
         return result
-
-    def is_online(self) -> bool:
-        return self.inner.is_online()
 
 
 class Providers:

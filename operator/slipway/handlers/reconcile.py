@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from slipway import metrics
-from slipway.analysis.analyze import analyze
+from slipway.analysis.analyze import Evidence, analyze
 from slipway.analysis.templates import release_variables
 from slipway.analysis.verdicts import combine, inconclusive
 from slipway.api import conditions as cond
@@ -39,7 +39,7 @@ from slipway.kube.children import build_service, child_problems
 from slipway.kube.client import KubeError, KubeWriter
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState
-from slipway.rollout.canary import analysis_due, analysis_settings
+from slipway.rollout.canary import analysis_due, analysis_settings, error_budget
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
     Action,
@@ -214,7 +214,12 @@ def run_analysis(run: Pass, situation: Situation) -> list[SLOResult]:
         results = [inconclusive(slo, reason) for slo in model.spec.slos]
     else:
         settings = analysis_settings(model, situation.policy)
-        results = analyze(model.spec.slos, provider, candidate, stable, settings)
+        evidence = Evidence(
+            started=release.status.started_at or situation.now,
+            now=situation.now,
+            budget=error_budget(model, situation.policy),
+        )
+        results = analyze(model.spec.slos, provider, candidate, stable, settings, evidence)
     labels = (namespace, model.metadata.name, release.metadata.name)
     for result in results:
         metrics.SLO_VERDICTS.labels(*labels, result.slo, result.verdict.value).inc()

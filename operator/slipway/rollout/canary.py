@@ -18,9 +18,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from slipway.analysis.judges import ErrorBudget
+from slipway.analysis.judges.sequential import NAME as SEQUENTIAL
 from slipway.analysis.verdicts import combine, explain
 from slipway.api import conditions as cond
-from slipway.api.durations import parse_duration
+from slipway.api.durations import format_duration, parse_duration
 from slipway.api.models import (
     AnalysisRecord,
     AnalysisSettings,
@@ -28,6 +30,7 @@ from slipway.api.models import (
     ModelDeployment,
     ModelReleaseStatus,
     RolloutPolicy,
+    SLOResult,
 )
 from slipway.api.phases import InconclusiveAction, Phase, Strategy, Verdict
 from slipway.kube.children import build_deployment
@@ -69,6 +72,21 @@ def analysis_settings(
     """The ModelDeployment's analysis settings, else the tier's, else the defaults."""
     tier = policy.spec.analysis if policy else None
     return model.spec.analysis or tier or AnalysisSettings()
+
+
+def error_budget(model: ModelDeployment, policy: RolloutPolicy | None = None) -> ErrorBudget:
+    """The release's false-decision budget: the tier's values (else the defaults) are
+    ceilings a ModelDeployment may only lower, never raise."""
+    tier = policy.spec.analysis if policy else None
+    own = model.spec.analysis
+    default = ErrorBudget()
+
+    def pick(field: str) -> float:
+        ceiling = getattr(tier, field, None) or getattr(default, field)
+        lowered = getattr(own, field, None)
+        return float(min(ceiling, lowered) if lowered is not None else ceiling)
+
+    return ErrorBudget(pick("false_rollback"), pick("false_promotion"))
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -144,13 +162,20 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         )
         status.analysis = [*status.analysis, record][-ANALYSIS_HISTORY:]
         status.verdict = record.verdict
+        proven = [
+            r for r in situation.analysis if r.verdict is Verdict.FAIL and r.judge == SEQUENTIAL
+        ]
+        if proven:
+            # An anytime-valid test that fails is evidence, not one noisy reading: act now.
+            return roll_back(situation, status, model, actions, cond.SLO_FAILED, explain(proven))
         if record.verdict is Verdict.FAIL:
-            status.failures += 1
+            record.counted = independent_failure(status, model, now)
+            status.failures += int(record.counted)
             status.inconclusives = 0
-        elif record.verdict is Verdict.INCONCLUSIVE:
+        elif unmeasured(situation.analysis):
             status.inconclusives += 1
         else:
-            status.inconclusives = 0
+            status.inconclusives = 0  # evidence still accumulating is not a measuring problem
         if status.failures > settings.failure_limit:
             return roll_back(
                 situation,
@@ -158,8 +183,8 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
                 model,
                 actions,
                 cond.SLO_FAILED,
-                f"{status.failures} failed analyses (limit {settings.failure_limit}):"
-                f" {explain(situation.analysis)}",
+                f"{status.failures} failed analyses (limit {settings.failure_limit}; failures"
+                f" of overlapping windows count once): {explain(situation.analysis)}",
             )
         if status.inconclusives > settings.inconclusive_limit:
             why = (
@@ -228,6 +253,18 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     waited = now - (status.weight_reached_at or now)
     gated = bool(model.spec.slos)
     passed = not gated or _step_passed(status, status.weight_reached_at or now)
+    overdue = waited - pause > parse_duration(model.spec.progress_deadline)
+    if overdue and not passed:
+        why = (
+            f"step {status.step_label}: no passing analysis within progressDeadline"
+            f" {model.spec.progress_deadline} after the pause ({_evidence_needed(status)})"
+        )
+        if settings.on_inconclusive is InconclusiveAction.ROLLBACK:
+            return roll_back(situation, status, model, actions, cond.NOT_ENOUGH_EVIDENCE, why)
+        status.message = f"held: {why}; resumes when analysis passes"
+        return _progress(
+            situation, status, actions, Phase.PAUSED, cond.NOT_ENOUGH_EVIDENCE, controls.problem
+        )
     if waited >= pause and passed:
         status.step += 1
         status.step_started_at, status.weight_reached_at = now, None
@@ -261,10 +298,45 @@ def _step_message(
     in_step = [r for r in status.analysis if r.step == status.step]
     if not in_step or (status.weight_reached_at and in_step[-1].at <= status.weight_reached_at):
         return f"{head}, pause done; waiting for the first analysis at this weight"
-    return (
-        f"{head}, pause done; waiting for a passing analysis"
-        f" (latest {in_step[-1].verdict.value}: {explain(in_step[-1].slos)})"
-    )
+    return f"{head}, pause done; waiting for evidence: {_evidence_needed(status)}"
+
+
+def _evidence_needed(status: ModelReleaseStatus) -> str:
+    """What the latest analysis still lacks, in words (samples needed, roughly when)."""
+    latest = status.analysis[-1] if status.analysis else None
+    if latest is None:
+        return "no analysis yet"
+    parts = []
+    for result in latest.slos:
+        if result.verdict is Verdict.PASS:
+            continue
+        if result.samples_needed is not None and result.samples is not None:
+            eta = (
+                f", about {format_duration(timedelta(seconds=result.eta_seconds))} at the"
+                " current traffic"
+                if result.eta_seconds
+                else ""
+            )
+            parts.append(
+                f"{result.slo} has {result.samples:,.0f} of ~{result.samples_needed:,.0f}"
+                f" samples{eta}"
+            )
+        else:
+            parts.append(result.reason)
+    return "; ".join(parts) or f"latest analysis {latest.verdict.value}"
+
+
+def unmeasured(results: list[SLOResult]) -> bool:
+    """Some SLO could not be measured (no data, backend down): counts toward the limit."""
+    return any(r.verdict is Verdict.INCONCLUSIVE and not r.gathering for r in results)
+
+
+def independent_failure(status: ModelReleaseStatus, model: ModelDeployment, now: datetime) -> bool:
+    """Whether a failure now judged no data a counted failure already judged: counted
+    failures are at least one SLO window apart (overlapping windows share requests)."""
+    window = max((parse_duration(slo.window) for slo in model.spec.slos), default=timedelta())
+    last = max((r.at for r in status.analysis if r.counted), default=None)
+    return last is None or now - last >= window
 
 
 def past_deadline(model: ModelDeployment, since: datetime | None, now: datetime) -> bool:

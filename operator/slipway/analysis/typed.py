@@ -1,0 +1,196 @@
+"""Typed SLOs (errorRate, ratio, latency): fetch counts, hand them to a judge.
+
+A typed SLO names counters, not a value: the operator builds the queries
+(``judges.queries``, every label value escaped), fetches each release's
+counts over the range the judge wants (its window, or everything since the
+candidate started), and the judge decides. The result carries the evidence a
+person can act on: both estimates, the confidence bound and the limit it is
+held to, the samples so far, the samples needed and, at the candidate's
+traffic so far, roughly how long that takes.
+
+Measuring problems (Prometheus unreachable, no series at all, a bad answer)
+are Inconclusive and *not* ``gathering``: they count against
+``inconclusiveLimit``. A judge's own Inconclusive means the evidence is still
+accumulating: it holds the step without counting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from slipway.analysis import verdicts
+from slipway.analysis.judges import (
+    Counts,
+    CountSLO,
+    Histogram,
+    Judge,
+    Judgement,
+    LatencySLO,
+    SLOBudget,
+    Tolerance,
+)
+from slipway.analysis.judges import queries as q
+from slipway.analysis.provider import MetricProvider, QueryResult
+from slipway.api.models import SLO, SLOResult, SLOThreshold
+
+
+class MeasureError(Exception):
+    """Counts could not be had; the message says why."""
+
+    def __init__(self, why: str, result: QueryResult | None = None) -> None:
+        super().__init__(why)
+        self.unreachable = bool(result and result.unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A typed SLO's result, and whether the backend was unreachable (stop querying)."""
+
+    result: SLOResult
+    unreachable: bool
+
+
+def _tolerance(amount: float | None, threshold: SLOThreshold) -> Tolerance | None:
+    if amount is None:
+        return None
+    if threshold.relative == "ratio":
+        return Tolerance(relative=amount)
+    return Tolerance(absolute=amount)
+
+
+def count_spec(slo: SLO) -> CountSLO:
+    """The judge's view of an errorRate or ratio SLO; ValueError when it says nothing usable."""
+    t = slo.threshold
+    if slo.error_rate is not None or (slo.ratio is not None and slo.ratio.better == "lower"):
+        return CountSLO(slo.name, "lower", _tolerance(t.max_increase, t), t.max, "ratio")
+    return CountSLO(slo.name, "higher", _tolerance(t.max_decrease, t), t.min, "ratio")
+
+
+def latency_spec(slo: SLO) -> LatencySLO:
+    """The judge's view of a latency SLO (``max`` in seconds, ``maxIncrease`` over the stable)."""
+    assert slo.latency is not None
+    t = slo.threshold
+    return LatencySLO(
+        slo.name,
+        slo.latency.quantile,
+        _tolerance(t.max_increase, t),
+        t.max,
+        slo.latency.min_effect,
+    )
+
+
+def _value(provider: MetricProvider, promql: str, what: str) -> float:
+    result = provider.query(promql)
+    if not result.ok:
+        raise MeasureError(f"{what} query failed: {result.error}", result)
+    if result.no_data:
+        raise MeasureError(f"no data for the {what}: no series match (check the metric names)")
+    assert result.value is not None
+    return result.value
+
+
+def counts_of(
+    provider: MetricProvider, slo: SLO, labels: Mapping[str, str], seconds: int
+) -> Counts:
+    """One release's (events, total) over the last ``seconds``."""
+    if slo.error_rate is not None:
+        spec = slo.error_rate
+        bad, total = q.error_rate_queries(labels, seconds, spec.requests, spec.errors)
+        requests = _value(provider, total, f"{labels['release']} requests")
+        # No error series at all (no error yet) is zero errors, not missing data.
+        errors = provider.query(bad)
+        if not errors.ok:
+            raise MeasureError(f"errors query failed: {errors.error}", errors)
+        return Counts(events=errors.value or 0.0, total=requests)
+    assert slo.ratio is not None
+    good, total = q.ratio_queries(labels, seconds, slo.ratio.good, slo.ratio.total)
+    all_ = _value(provider, total, f"{labels['release']} total")
+    hits = provider.query(good)
+    if not hits.ok:
+        raise MeasureError(f"good query failed: {hits.error}", hits)
+    return Counts(events=hits.value or 0.0, total=all_)
+
+
+def histogram_of(
+    provider: MetricProvider, slo: SLO, labels: Mapping[str, str], seconds: int
+) -> Histogram:
+    """One release's histogram buckets over the last ``seconds``."""
+    assert slo.latency is not None
+    result = provider.query_by(q.histogram_query(labels, seconds, slo.latency.histogram), "le")
+    if not result.ok:
+        raise MeasureError(f"{labels['release']} histogram query failed: {result.error}", result)
+    if not result.series:
+        raise MeasureError(f"no data for the {labels['release']} histogram: no series match")
+    try:
+        return q.histogram_from(result.series)
+    except ValueError as error:
+        raise MeasureError(str(error)) from None
+
+
+def judge_typed(
+    slo: SLO,
+    provider: MetricProvider,
+    judge: Judge,
+    candidate: Mapping[str, str],
+    stable: Mapping[str, str] | None,
+    seconds: int,
+    elapsed_seconds: float,
+    budget: SLOBudget,
+) -> Measured:
+    """Measure one typed SLO for both releases and judge it; never raises.
+
+    ``candidate``/``stable`` are the label values selecting each release's
+    series (namespace, release); ``elapsed_seconds`` is how long the counts
+    have been accumulating (for the time-to-decision estimate).
+    """
+    try:
+        if slo.latency is not None:
+            spec = latency_spec(slo)
+            mine = histogram_of(provider, slo, candidate, seconds)
+            theirs = histogram_of(provider, slo, stable, seconds) if stable else None
+            judged = judge.latency(spec, mine, theirs, budget)
+        else:
+            count_slo = count_spec(slo)
+            got = counts_of(provider, slo, candidate, seconds)
+            base = counts_of(provider, slo, stable, seconds) if stable else None
+            judged = judge.counts(count_slo, got, base, budget)
+    except MeasureError as error:
+        result = verdicts.inconclusive(slo, str(error))
+        return Measured(result.model_copy(update={"judge": judge.name}), error.unreachable)
+    except ValueError as error:  # a threshold the kind cannot use (e.g. min on an error rate)
+        result = verdicts.inconclusive(slo, str(error))
+        return Measured(result.model_copy(update={"judge": judge.name}), False)
+    return Measured(to_result(slo, judged, elapsed_seconds), False)
+
+
+def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
+    """A judgement as status carries it, with the time it should take to decide."""
+    shown = judged.status()
+
+    def number(key: str) -> float | None:
+        value = shown.get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    samples, needed = number("samples"), number("samplesNeeded")
+    eta = None
+    if samples and needed and elapsed_seconds > 0 and needed > samples:
+        eta = (needed - samples) / (samples / elapsed_seconds)
+    return SLOResult(
+        slo=slo.name,
+        verdict=judged.verdict,
+        value=number("candidate"),
+        baseline=number("stable"),
+        samples=samples,
+        threshold=verdicts.describe_threshold(slo.threshold, number("stable")),
+        reason=judged.message,
+        judge=judged.judge,
+        lower=number("lower"),
+        upper=number("upper"),
+        limit=number("limit"),
+        stable_samples=number("stableSamples"),
+        samples_needed=needed,
+        eta_seconds=round(eta, 1) if eta is not None and math.isfinite(eta) else None,
+        gathering=judged.verdict.value == "Inconclusive",
+    )
