@@ -12,7 +12,6 @@ from slipway.api import constants as c
 from slipway.api.models import SLOResult
 from slipway.api.phases import Phase, Verdict
 from slipway.kube.observe import DeploymentState
-from slipway.rollout.canary import analysis_due, split_replicas
 from slipway.rollout.core import (
     ApplyObject,
     Decision,
@@ -21,7 +20,9 @@ from slipway.rollout.core import (
     SetActive,
     Situation,
 )
+from slipway.rollout.gate import analysis_due
 from slipway.rollout.release import decide
+from slipway.traffic.replicas import split_replicas
 from tests.unit.factories import T0, deployment, model, release
 
 STEPS = {"steps": [{"weight": 25, "pause": "10s"}, {"weight": 50, "pause": "10s"}]}
@@ -79,6 +80,7 @@ def at_step(
     status = {
         "phase": "Progressing",
         "strategy": "canary",
+        "steps": STEPS["steps"],
         "step": step,
         "startedAt": T0.isoformat(),
         "stepStartedAt": T0.isoformat(),
@@ -386,7 +388,13 @@ def test_release_steps_override_model_steps() -> None:
 def test_analysis_due(phase: str, last_seconds: int | None, ready: int, expected: bool) -> None:
     analysis = [record(1, "Pass", T0)] if last_seconds is not None else []
     now = T0 + timedelta(seconds=last_seconds or 0)
-    status = {"phase": phase, "step": 1, "strategy": "canary", "analysis": analysis}
+    status = {
+        "phase": phase,
+        "step": 1,
+        "strategy": "canary",
+        "steps": STEPS["steps"],
+        "analysis": analysis,
+    }
     rel = release(strategy="canary", status=status)
     situation = Situation(
         release=rel,

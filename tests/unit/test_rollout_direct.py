@@ -16,8 +16,8 @@ from slipway.rollout.core import (
     SetActive,
     Situation,
 )
-from slipway.rollout.direct import achieved_weight
 from slipway.rollout.release import decide, in_flight_blocker
+from slipway.traffic.replicas import achieved_weight
 from tests.unit.factories import T0, deployment, model, release, sibling
 
 
@@ -149,11 +149,44 @@ def test_progress_deadline_fails_release_and_leaves_stable() -> None:
 
 
 @pytest.mark.parametrize("strategy", ["shadow", "blueGreen"])
-def test_unavailable_strategy_is_pending_with_reason(strategy: str) -> None:
+def test_unavailable_strategy_is_refused_at_once_with_reason(strategy: str) -> None:
     decision = decide(situation(release=release(strategy=strategy), model=model(stable="fraud-v1")))
-    assert decision.status.phase == Phase.PENDING
+    assert decision.status.phase == Phase.FAILED
     assert ready_reason(decision.status) == cond.STRATEGY_NOT_SUPPORTED
     assert "'fraud-v1' keeps serving" in (decision.status.message or "")
+    assert decision.actions == [] and decision.look_again_at is None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "router", "reason", "words"),
+    [
+        ("canary", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
+        ("canary", "gatewayAPI", cond.ROUTER_NOT_SUPPORTED, "router 'gatewayAPI' is not"),
+        ("direct", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
+        ("canary", "replicas", None, ""),
+        ("direct", "replicas", None, ""),
+    ],
+)
+def test_every_strategy_router_pair_starts_or_is_refused_at_once(
+    strategy: str, router: str, reason: str | None, words: str
+) -> None:
+    md = model(stable="fraud-v1", router=router)
+    decision = decide(situation(release=release(strategy=strategy), model=md))
+    if reason is None:
+        assert decision.status.phase == Phase.PROGRESSING
+    else:
+        assert decision.status.phase == Phase.FAILED
+        assert ready_reason(decision.status) == reason
+        assert words in (decision.status.message or "")
+
+
+def test_a_router_that_cannot_do_what_the_strategy_needs_says_which_capability() -> None:
+    from slipway.api.phases import Router, Strategy
+    from slipway.traffic import refusal
+
+    why = refusal(Strategy.SHADOW, Router.REPLICAS)
+    assert why == "strategy 'shadow' needs mirror, which router 'replicas' cannot do"
+    assert refusal(Strategy.CANARY, Router.REPLICAS) is None
 
 
 def test_default_strategy_comes_from_model_deployment() -> None:
@@ -232,13 +265,13 @@ def test_observed_generation_is_always_set() -> None:
     assert decide(situation(model=None)).status.observed_generation == 1
 
 
-def test_router_that_is_not_available_waits_and_does_not_block_others() -> None:
+def test_router_that_is_not_available_refuses_and_does_not_block_others() -> None:
     decision = decide(
         situation(
             release=release(strategy="canary"), model=model(stable="fraud-v1", router="istio")
         )
     )
-    assert decision.status.phase == Phase.PENDING
+    assert decision.status.phase == Phase.FAILED
     assert ready_reason(decision.status) == cond.ROUTER_NOT_SUPPORTED
     stuck = type(sibling("x"))(
         "fraud-v0", "Pending", T0 - timedelta(minutes=5), reason=cond.STRATEGY_NOT_SUPPORTED

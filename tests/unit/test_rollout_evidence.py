@@ -9,7 +9,7 @@ from typing import Any
 from slipway.api import conditions as cond
 from slipway.api.models import RolloutPolicy, SLOResult
 from slipway.api.phases import Phase, Verdict
-from slipway.rollout.canary import error_budget
+from slipway.rollout.gate import error_budget
 from tests.unit.factories import T0
 from tests.unit.test_rollout_canary import at_step, md, record, tick
 

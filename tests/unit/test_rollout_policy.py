@@ -8,9 +8,10 @@ from typing import Any
 from slipway.api import conditions as cond
 from slipway.api.models import ReleaseRecord, RolloutPolicy
 from slipway.api.phases import Phase
-from slipway.rollout.canary import analysis_settings, steps_for
 from slipway.rollout.core import Situation
+from slipway.rollout.gate import analysis_settings
 from slipway.rollout.release import decide
+from slipway.rollout.strategies.canary import steps_for
 from tests.unit.factories import T0, deployment, model, release
 
 

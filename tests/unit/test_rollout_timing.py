@@ -7,11 +7,15 @@ from typing import Any
 
 from slipway.api import conditions as cond
 from slipway.api.phases import Phase
-from slipway.rollout.canary import analysis_due
 from slipway.rollout.core import ApplyObject, ScaleDeployment, SetActive, Situation
-from slipway.rollout.release import child_refused, decide
+from slipway.rollout.gate import analysis_due
+from slipway.rollout.outcomes import child_refused
+from slipway.rollout.release import decide
 from tests.unit.factories import T0, deployment, model, release, sibling
 from tests.unit.test_rollout_canary import SLOS, at_step, md, record, tick
+from tests.unit.test_rollout_canary import STEPS as CANARY
+
+STEPS = CANARY["steps"]
 
 
 def test_pause_end_is_the_next_look_while_the_step_waits() -> None:
@@ -100,7 +104,7 @@ def test_a_step_without_slos_advances_on_its_pause_alone_and_says_so() -> None:
 
 def test_no_analysis_is_due_without_slos_or_for_first_and_direct_releases() -> None:
     def due(model_deployment: Any, strategy: str) -> bool:
-        status = {"phase": "Progressing", "step": 1, "strategy": strategy}
+        status = {"phase": "Progressing", "step": 1, "strategy": strategy, "steps": STEPS}
         return analysis_due(
             Situation(
                 release=release(strategy=strategy, status=status),

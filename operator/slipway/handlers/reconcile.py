@@ -39,7 +39,6 @@ from slipway.kube.children import build_service, child_problems
 from slipway.kube.client import KubeError, KubeWriter
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState
-from slipway.rollout.canary import analysis_due, analysis_settings, error_budget
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
     Action,
@@ -50,8 +49,10 @@ from slipway.rollout.core import (
     SetActive,
     Situation,
 )
+from slipway.rollout.gate import analysis_due, analysis_settings, error_budget
 from slipway.rollout.model import decide_model
-from slipway.rollout.release import child_refused, decide
+from slipway.rollout.outcomes import child_refused
+from slipway.rollout.release import decide
 
 log = logging.getLogger("slipway")
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from slipway.api import conditions as cond
-from slipway.api.models import ModelReleaseStatus
-from slipway.api.phases import Phase, Router, Strategy
-from slipway.rollout import canary, direct
-from slipway.rollout.conditions import set_condition
+from slipway.api.phases import Phase, Strategy
+from slipway.rollout import outcomes
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import Decision, Situation
+from slipway.rollout.outcomes import pending, refuse
 from slipway.rollout.policy import check_policy
 from slipway.rollout.rollback import pending_request, request_accepted
+from slipway.rollout.strategies import STRATEGIES
 from slipway.rollout.timing import next_look
-
-IMPLEMENTED = frozenset({Strategy.DIRECT, Strategy.CANARY})
+from slipway.traffic import refusal
 
 
 def decide(situation: Situation) -> Decision:
@@ -58,20 +57,20 @@ def _decide(situation: Situation) -> Decision:
         )
     if model.status.stable_release == release.metadata.name:
         # Promoted before a restart cut the cycle short: finish the bookkeeping.
-        done = direct.mark_succeeded(situation, status, model)
+        done = outcomes.mark_succeeded(situation, status, model)
         if read_controls(release.metadata.annotations).promote:
-            done.status.message = f"{done.status.message} ({canary.PROMOTED_BY_HAND})"
+            done.status.message = f"{done.status.message} ({outcomes.PROMOTED_BY_HAND})"
         return done
 
     started = status.phase in (Phase.PROGRESSING, Phase.PAUSED)
     if started and read_controls(release.metadata.annotations).abort:
-        return canary.roll_back(
+        return outcomes.roll_back(
             situation, status, model, [], cond.ABORTED, "aborted by annotation slipway.dev/action"
         )
     request = pending_request(model)
     if request is not None and request_accepted(model, request):
         if started:
-            return canary.roll_back(
+            return outcomes.roll_back(
                 situation,
                 status,
                 model,
@@ -108,27 +107,25 @@ def _decide(situation: Situation) -> Decision:
             return replace(waiting, look_again_at=objection.until)
     if first:
         status.strategy = strategy
-        return direct.roll_out(situation, status, model, first=True)
-    if model.spec.router is not Router.REPLICAS:
-        return pending(
-            situation,
-            status,
-            cond.ROUTER_NOT_SUPPORTED,
-            f"router {model.spec.router.value!r} is not available in this version of Slipway;"
-            f" use 'replicas' (the stable {model.status.stable_release!r} keeps serving)",
-        )
-    if strategy not in IMPLEMENTED:
-        return pending(
-            situation,
-            status,
-            cond.STRATEGY_NOT_SUPPORTED,
-            f"strategy {strategy.value!r} is not available in this version of Slipway;"
-            f" use 'canary' or 'direct' (the stable {model.status.stable_release!r} keeps serving)",
-        )
+        return STRATEGIES[Strategy.DIRECT](situation, status, model)
+    if status.started_at is None:
+        # Refused at once: waiting could never help (the spec is immutable, and a router
+        # change on the ModelDeployment applies to the next release).
+        keeps = f"; the stable {model.status.stable_release!r} keeps serving"
+        if strategy not in STRATEGIES:
+            available = ", ".join(s.value for s in STRATEGIES)
+            return refuse(
+                situation,
+                status,
+                cond.STRATEGY_NOT_SUPPORTED,
+                f"strategy {strategy.value!r} is not available in this version of Slipway"
+                f" (available: {available}){keeps}",
+            )
+        why = refusal(strategy, model.spec.router)
+        if why is not None:
+            return refuse(situation, status, cond.ROUTER_NOT_SUPPORTED, f"{why}{keeps}")
     status.strategy = strategy
-    if strategy is Strategy.CANARY:
-        return canary.roll_out(situation, status, model)
-    return direct.roll_out(situation, status, model, first=False)
+    return STRATEGIES[strategy](situation, status, model)
 
 
 def in_flight_blocker(situation: Situation) -> str | None:
@@ -153,62 +150,3 @@ def in_flight_blocker(situation: Situation) -> str | None:
     created = situation.release_created
     older = [s for s in live if (s.created, s.name) < (created, me)]
     return min(older, key=lambda s: (s.created, s.name)).name if older else None
-
-
-def pending(
-    situation: Situation, status: ModelReleaseStatus, reason: str, message: str
-) -> Decision:
-    """Hold the release in Pending with a reason that says what it waits for."""
-    return settle(situation, status, Phase.PENDING, reason, message)
-
-
-def refuse(situation: Situation, status: ModelReleaseStatus, reason: str, message: str) -> Decision:
-    """Fail a release that can never start as it is (its spec is immutable); nothing changed."""
-    status.completed_at = situation.now
-    return settle(situation, status, Phase.FAILED, reason, message)
-
-
-def settle(
-    situation: Situation, status: ModelReleaseStatus, phase: Phase, reason: str, message: str
-) -> Decision:
-    """A release that does not roll out this tick: its phase, and why, in the Ready condition."""
-    status.phase = phase
-    status.message = message
-    status.conditions = set_condition(
-        status.conditions,
-        cond.READY,
-        "False",
-        reason,
-        message,
-        situation.now,
-        situation.release.metadata.generation,
-    )
-    return Decision(status)
-
-
-def child_refused(situation: Situation, message: str) -> Decision:
-    """Fail a release whose Deployment the API server refuses (it can never be created as
-    it is); the candidate goes to zero and the stable gets its full size back."""
-    release, model = situation.release, situation.model
-    status = release.status.model_copy(deep=True)
-    status.observed_generation = release.metadata.generation
-    if model is None:
-        return refuse(situation, status, cond.CHILD_REFUSED, message)
-    keeps = (
-        f"; stable {model.status.stable_release!r} keeps serving"
-        if model.status.stable_release
-        else ""
-    )
-    decision = canary.roll_back(situation, status, model, [], cond.CHILD_REFUSED, message)
-    decision.status.phase = Phase.FAILED
-    decision.status.message = f"failed: {message}{keeps}"
-    decision.status.conditions = set_condition(
-        decision.status.conditions,
-        cond.READY,
-        "False",
-        cond.CHILD_REFUSED,
-        decision.status.message,
-        situation.now,
-        release.metadata.generation,
-    )
-    return decision

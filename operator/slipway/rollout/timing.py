@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from slipway.api.durations import parse_duration
 from slipway.api.models import ModelDeployment, ModelReleaseStatus
 from slipway.api.phases import Phase
-from slipway.rollout.canary import analysis_applies, analysis_settings
 from slipway.rollout.core import Situation
+from slipway.rollout.gate import analysis_applies, analysis_settings
 
 SAFETY_NET = timedelta(seconds=10)
 """A release in flight is looked at at least this often, whatever the events say."""

@@ -1,0 +1,124 @@
+"""The one analysis gate every strategy shares: when to analyse, and what a result means.
+
+Which settings and false-decision budget apply (the ModelDeployment's, else
+the tier's), whether a release is in a step that analysis gates, when the
+next analysis is due, and how results count: a failure once per SLO window,
+a measuring problem against inconclusiveLimit, evidence still accumulating
+against nothing. Strategies ask; none of them re-implements these rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from slipway.analysis.judges import ErrorBudget
+from slipway.api.durations import format_duration, parse_duration
+from slipway.api.models import (
+    AnalysisSettings,
+    ModelDeployment,
+    ModelReleaseStatus,
+    RolloutPolicy,
+    SLOResult,
+)
+from slipway.api.phases import Phase, Strategy, Verdict
+from slipway.rollout.core import (
+    Situation,
+)
+
+
+def analysis_settings(
+    model: ModelDeployment, policy: RolloutPolicy | None = None
+) -> AnalysisSettings:
+    """The ModelDeployment's analysis settings, else the tier's, else the defaults."""
+    tier = policy.spec.analysis if policy else None
+    return model.spec.analysis or tier or AnalysisSettings()
+
+
+def error_budget(model: ModelDeployment, policy: RolloutPolicy | None = None) -> ErrorBudget:
+    """The release's false-decision budget: the tier's values (else the defaults) are
+    ceilings a ModelDeployment may only lower, never raise."""
+    tier = policy.spec.analysis if policy else None
+    own = model.spec.analysis
+    default = ErrorBudget()
+
+    def pick(field: str) -> float:
+        ceiling = getattr(tier, field, None) or getattr(default, field)
+        lowered = getattr(own, field, None)
+        return float(min(ceiling, lowered) if lowered is not None else ceiling)
+
+    return ErrorBudget(pick("false_rollback"), pick("false_promotion"))
+
+
+def analysis_applies(situation: Situation, model: ModelDeployment) -> bool:
+    """Whether this release is in a canary step that SLO analysis gates.
+
+    Only canary steps are analysed (a direct or first release has nothing to
+    compare with), and a model without SLOs has nothing to query.
+    """
+    status = situation.release.status
+    if not model.spec.slos or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+        return False
+    first = model.status.stable_release in (None, situation.release.metadata.name)
+    if first or status.strategy is not Strategy.CANARY:
+        return False  # a first release is rolled out directly: nothing to compare with
+    steps = status.steps or []  # recorded when the canary started
+    return status.step is not None and status.step <= len(steps)
+
+
+def analysis_due(situation: Situation) -> bool:
+    """Whether the handler should run an analysis before deciding this tick."""
+    model = situation.model
+    if model is None or not analysis_applies(situation, model):
+        return False
+    status = situation.release.status
+    own = situation.deployments.get(situation.release.metadata.name)
+    if own is None or own.ready_replicas == 0:
+        return False
+    last = status.analysis[-1].at if status.analysis else None
+    interval = parse_duration(analysis_settings(model, situation.policy).interval)
+    return last is None or situation.now - last >= interval
+
+
+def step_passed(status: ModelReleaseStatus, since: datetime) -> bool:
+    """The latest analysis since the step's weight was reached passed."""
+    # Strictly after: an analysis in the tick the weight was reached measured it before.
+    in_step = [r for r in status.analysis if r.step == status.step and r.at > since]
+    return bool(in_step) and in_step[-1].verdict is Verdict.PASS
+
+
+def unmeasured(results: list[SLOResult]) -> bool:
+    """Some SLO could not be measured (no data, backend down): counts toward the limit."""
+    return any(r.verdict is Verdict.INCONCLUSIVE and not r.gathering for r in results)
+
+
+def independent_failure(status: ModelReleaseStatus, model: ModelDeployment, now: datetime) -> bool:
+    """Whether a failure now judged no data a counted failure already judged: counted
+    failures are at least one SLO window apart (overlapping windows share requests)."""
+    window = max((parse_duration(slo.window) for slo in model.spec.slos), default=timedelta())
+    last = max((r.at for r in status.analysis if r.counted), default=None)
+    return last is None or now - last >= window
+
+
+def evidence_needed(status: ModelReleaseStatus) -> str:
+    """What the latest analysis still lacks, in words (samples needed, roughly when)."""
+    latest = status.analysis[-1] if status.analysis else None
+    if latest is None:
+        return "no analysis yet"
+    parts = []
+    for result in latest.slos:
+        if result.verdict is Verdict.PASS:
+            continue
+        if result.samples_needed is not None and result.samples is not None:
+            eta = (
+                f", about {format_duration(timedelta(seconds=result.eta_seconds))} at the"
+                " current traffic"
+                if result.eta_seconds
+                else ""
+            )
+            parts.append(
+                f"{result.slo} has {result.samples:,.0f} of ~{result.samples_needed:,.0f}"
+                f" samples{eta}"
+            )
+        else:
+            parts.append(result.reason)
+    return "; ".join(parts) or f"latest analysis {latest.verdict.value}"

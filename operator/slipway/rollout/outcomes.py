@@ -1,0 +1,279 @@
+"""The outcomes every strategy shares: hold, progress, promote, roll back, fail.
+
+A strategy decides *which* outcome a tick has; the outcome decides what it
+means for status (phase, message, Ready condition) and for the cluster (the
+actions), the same way for every strategy. Nothing here picks a strategy,
+and no strategy module imports another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slipway.api import conditions as cond
+from slipway.api.durations import parse_duration
+from slipway.api.models import (
+    ModelDeployment,
+    ModelReleaseStatus,
+    ReleaseRecord,
+)
+from slipway.api.phases import Phase, Strategy
+from slipway.kube.observe import DeploymentState
+from slipway.rollout.conditions import set_condition
+from slipway.rollout.core import (
+    Action,
+    ApplyObject,
+    Decision,
+    DeleteDeployment,
+    RecordStable,
+    ScaleDeployment,
+    SetActive,
+    Situation,
+)
+
+PROMOTED_BY_HAND = "promoted by annotation slipway.dev/action"
+
+
+def mark_succeeded(
+    situation: Situation, status: ModelReleaseStatus, model: ModelDeployment
+) -> Decision:
+    """Make the release the stable: record it, then retire the previous stable."""
+    release, now = situation.release, situation.now
+    name = release.metadata.name
+    actions: list[Action] = []
+    if model.status.stable_release != name:
+        actions.append(
+            RecordStable(
+                ReleaseRecord(
+                    release=name,
+                    version=release.spec.model.version,
+                    uri=release.spec.model.uri,
+                    digest=release.spec.model.digest,
+                    provenance=release.spec.provenance,
+                    strategy=status.strategy or Strategy.DIRECT,
+                    image=release.spec.image,
+                    promoted_at=now,
+                ),
+                model.spec.history_limit,
+            )
+        )
+        previous = stable_deployment(situation, model)
+        if previous is not None and previous.replicas != 0:
+            # Kept at zero (not deleted) so a rollback to it is a scale-up.
+            actions.append(ScaleDeployment(previous.name, 0))
+    elif model.status.active_release == name:
+        actions.append(SetActive(None))
+    own = situation.deployments.get(name)
+    status.phase = Phase.SUCCEEDED
+    status.step_label = "complete"
+    status.weight, status.desired_weight = 100, 100
+    status.completed_at = status.completed_at or now
+    status.message = f"promoted: {name!r} is the stable release of {model.metadata.name!r}"
+    ready = f"{own.available_replicas}/{own.replicas}" if own else "all"
+    for type_, message in (
+        (cond.READY, status.message),
+        (cond.AVAILABLE, f"{ready} pods available"),
+    ):
+        status.conditions = set_condition(
+            status.conditions,
+            type_,
+            "True",
+            cond.PROMOTED,
+            message,
+            now,
+            release.metadata.generation,
+        )
+    return Decision(status, actions)
+
+
+def fail(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    deadline_seconds: float,
+    own: DeploymentState | None,
+) -> Decision:
+    """Give up on a release whose pods never became available; the stable is untouched."""
+    release, now = situation.release, situation.now
+    ready = f"{own.available_replicas}/{own.replicas}" if own else "0"
+    stable = model.status.stable_release
+    keeps = f"; stable {stable!r} keeps serving" if stable else ""
+    status.phase = Phase.FAILED
+    status.weight, status.desired_weight = 0, 0
+    status.completed_at = now
+    status.message = (
+        f"pods not available within progressDeadline {model.spec.progress_deadline}"
+        f" ({ready} available after {int(deadline_seconds)}s){keeps}"
+    )
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "False",
+        cond.PROGRESS_DEADLINE_EXCEEDED,
+        status.message,
+        now,
+        release.metadata.generation,
+    )
+    kept: list[Action] = [a for a in actions if not isinstance(a, (ApplyObject, SetActive))]
+    if own is not None:
+        kept.append(DeleteDeployment(own.name, "progress deadline exceeded"))
+    if model.status.active_release in (None, release.metadata.name):
+        kept.append(SetActive(None))
+    return Decision(status, kept)
+
+
+def stable_deployment(situation: Situation, model: ModelDeployment) -> DeploymentState | None:
+    """The stable release's Deployment, if it exists."""
+    stable = model.status.stable_release
+    return situation.deployments.get(stable) if stable else None
+
+
+def roll_back(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    reason: str,
+    why: str,
+) -> Decision:
+    """Send the candidate's share to zero at once and give the stable its full size back."""
+    name = situation.release.metadata.name
+    own = situation.deployments.get(name)
+    stable = stable_deployment(situation, model)
+    kept: list[Action] = [
+        a for a in actions if not isinstance(a, (ApplyObject, ScaleDeployment, SetActive))
+    ]
+    if own is not None and own.replicas != 0:
+        kept.append(ScaleDeployment(own.name, 0))
+    if stable is not None and stable.replicas != model.spec.replicas:
+        kept.append(ScaleDeployment(stable.name, model.spec.replicas))
+    if model.status.active_release in (None, name):
+        kept.append(SetActive(None))
+    status.phase = Phase.ROLLED_BACK
+    status.weight, status.desired_weight = 0, 0
+    status.completed_at = situation.now
+    keeps = (
+        f"; stable {model.status.stable_release!r} keeps serving"
+        if model.status.stable_release
+        else ""
+    )
+    status.message = f"rolled back: {why}{keeps}"
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "False",
+        reason,
+        status.message,
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return Decision(status, kept)
+
+
+def progress(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    actions: list[Action],
+    phase: Phase,
+    reason: str,
+    problem: str | None,
+) -> Decision:
+    status.phase = phase
+    if problem:
+        status.message = f"{status.message} ({problem})"
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "True",
+        reason,
+        status.message or "",
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return Decision(status, actions)
+
+
+def past_deadline(model: ModelDeployment, since: datetime | None, now: datetime) -> bool:
+    """Whether more than progressDeadline has passed since ``since`` (None: not started)."""
+    return since is not None and now - since > parse_duration(model.spec.progress_deadline)
+
+
+def merge(first: list[Action], second: list[Action]) -> list[Action]:
+    """Both action lists, later scale/apply of the same Deployment replacing the earlier."""
+    merged: list[Action] = []
+    for action in [*first, *second]:
+        if action in merged:
+            continue
+        if isinstance(action, ScaleDeployment):
+            merged = [
+                a for a in merged if not (isinstance(a, ScaleDeployment) and a.name == action.name)
+            ]
+        if isinstance(action, ApplyObject):
+            key = action.body["metadata"]["name"]
+            merged = [
+                a
+                for a in merged
+                if not (isinstance(a, ApplyObject) and a.body["metadata"]["name"] == key)
+            ]
+        merged.append(action)
+    return merged
+
+
+def pending(
+    situation: Situation, status: ModelReleaseStatus, reason: str, message: str
+) -> Decision:
+    """Hold the release in Pending with a reason that says what it waits for."""
+    return settle(situation, status, Phase.PENDING, reason, message)
+
+
+def refuse(situation: Situation, status: ModelReleaseStatus, reason: str, message: str) -> Decision:
+    """Fail a release that can never start as it is (its spec is immutable); nothing changed."""
+    status.completed_at = situation.now
+    return settle(situation, status, Phase.FAILED, reason, message)
+
+
+def settle(
+    situation: Situation, status: ModelReleaseStatus, phase: Phase, reason: str, message: str
+) -> Decision:
+    """A release that does not roll out this tick: its phase, and why, in the Ready condition."""
+    status.phase = phase
+    status.message = message
+    status.conditions = set_condition(
+        status.conditions,
+        cond.READY,
+        "False",
+        reason,
+        message,
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return Decision(status)
+
+
+def child_refused(situation: Situation, message: str) -> Decision:
+    """Fail a release whose Deployment the API server refuses (it can never be created as
+    it is); the candidate goes to zero and the stable gets its full size back."""
+    release, model = situation.release, situation.model
+    status = release.status.model_copy(deep=True)
+    status.observed_generation = release.metadata.generation
+    if model is None:
+        return refuse(situation, status, cond.CHILD_REFUSED, message)
+    keeps = (
+        f"; stable {model.status.stable_release!r} keeps serving"
+        if model.status.stable_release
+        else ""
+    )
+    decision = roll_back(situation, status, model, [], cond.CHILD_REFUSED, message)
+    decision.status.phase = Phase.FAILED
+    decision.status.message = f"failed: {message}{keeps}"
+    decision.status.conditions = set_condition(
+        decision.status.conditions,
+        cond.READY,
+        "False",
+        cond.CHILD_REFUSED,
+        decision.status.message,
+        situation.now,
+        release.metadata.generation,
+    )
+    return decision
