@@ -206,16 +206,20 @@ def test_second_release_waits_while_one_is_in_flight(
     assert k.model_status()["stableRelease"] == "fraud-v2"
 
 
-def test_unavailable_strategy_on_existing_stable_is_pending_with_reason(
+def test_unavailable_strategy_on_existing_stable_is_refused_at_once_with_reason(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
     k.start_stable(model_body(), release_body("fraud-v1", "v1"))
-    k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="blueGreen"))
-    status, ready = k.ready_condition("fraud-v2")
-    assert status["phase"] == "Pending"
+    k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="shadow"))
+    status = k.wait_phase("fraud-v2", "Failed")
+    ready = next(x for x in status["conditions"] if x["type"] == "Ready")
     assert ready["reason"] == "StrategyNotSupported"
+    assert "'fraud-v1' keeps serving" in status["message"]
     assert "fraud-fraud-v2" not in k.deployments()
+    # Refused, it holds nothing: the next release rolls out.
+    k.create(c.PLURAL_RELEASE, release_body("fraud-v3", "v3", strategy="direct"))
+    k.wait_phase("fraud-v3", "Succeeded")
 
 
 def test_deleting_in_flight_release_removes_its_deployment(

@@ -148,7 +148,7 @@ def test_progress_deadline_fails_release_and_leaves_stable() -> None:
     assert not any(isinstance(a, RecordStable) for a in after.actions)
 
 
-@pytest.mark.parametrize("strategy", ["shadow", "blueGreen"])
+@pytest.mark.parametrize("strategy", ["shadow"])
 def test_unavailable_strategy_is_refused_at_once_with_reason(strategy: str) -> None:
     decision = decide(situation(release=release(strategy=strategy), model=model(stable="fraud-v1")))
     assert decision.status.phase == Phase.FAILED
@@ -163,7 +163,9 @@ def test_unavailable_strategy_is_refused_at_once_with_reason(strategy: str) -> N
         ("canary", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
         ("canary", "gatewayAPI", cond.ROUTER_NOT_SUPPORTED, "router 'gatewayAPI' is not"),
         ("direct", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
+        ("blueGreen", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
         ("canary", "replicas", None, ""),
+        ("blueGreen", "replicas", None, ""),
         ("direct", "replicas", None, ""),
     ],
 )

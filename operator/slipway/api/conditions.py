@@ -32,6 +32,8 @@ NOT_ENOUGH_EVIDENCE: Final = "NotEnoughEvidence"
 """A step's pause and progressDeadline passed without an analysis that passed."""
 STEP_PROGRESSING: Final = "StepProgressing"
 PROMOTING: Final = "Promoting"
+SWITCHED: Final = "Switched"
+"""Blue-green: every request goes to the candidate; the old stable waits at full size."""
 ROLLED_BACK_MANUALLY: Final = "RolledBackManually"
 SUPERSEDED_BY_ROLLBACK: Final = "SupersededByRollback"
 

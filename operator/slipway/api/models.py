@@ -283,6 +283,31 @@ class SLO(ApiModel):
         return self.query is None
 
 
+class BlueGreenSpec(ApiModel):
+    """Blue-green: the candidate at full size beside the stable, then one switch.
+
+    The candidate (the preview) is reachable on the ``<model>-preview`` Service
+    while every live request still goes to the stable; its pre-switch analysis
+    judges whatever traffic reaches the preview (a smoke or load test). The
+    switch is one change of the model's Service selector. After it the old
+    stable stays at full size for ``scaleDownDelay``: a failed post-switch
+    analysis (or an abort) inside it switches back at once, starting no pod.
+    """
+
+    auto_promotion: bool = Field(
+        default=True,
+        description="Switch by itself once the preview is available and its analysis passed;"
+        " false: wait for `slipway promote` (slipway.dev/action: promote).",
+    )
+    auto_promotion_delay: Duration = Field(
+        default="0s", description="With autoPromotion: how long to wait after that first."
+    )
+    scale_down_delay: Duration = Field(
+        default="30s",
+        description="How long the old stable stays at full size after the switch.",
+    )
+
+
 class Owner(ApiModel):
     """The accountable person or team."""
 
@@ -337,6 +362,7 @@ class ModelDeploymentSpec(ApiModel):
     router: Router = Router.REPLICAS
     default_strategy: Strategy = Strategy.CANARY
     canary: CanarySpec | None = None
+    blue_green: BlueGreenSpec | None = None
     analysis: AnalysisSettings | None = None
     slos: list[SLO] = Field(default_factory=list, max_length=32)
     progress_deadline: Duration = Field(
@@ -398,6 +424,11 @@ class ModelDeploymentStatus(ApiModel):
     stable_release: str | None = None
     stable_version: str | None = None
     active_release: str | None = None
+    serving: str | None = Field(
+        default=None,
+        description="The one release the Service sends every request to (blue-green);"
+        " unset: every ready pod of the model.",
+    )
     ready: str | None = Field(default=None, description="Ready pods of the stable, e.g. 2/2.")
     message: str | None = Field(default=None, description="Why the spec is invalid, if it is.")
     conditions: list[Condition] = Field(default_factory=list)
@@ -498,6 +529,9 @@ class ModelReleaseStatus(ApiModel):
         description="When this step's weight was first achieved; pauses count from here.",
     )
     completed_at: datetime | None = None
+    switched_at: datetime | None = Field(
+        default=None, description="Blue-green: when every request went to the candidate."
+    )
     steps: list[CanaryStep] | None = Field(
         default=None,
         max_length=MAX_STEPS,  # bounds the cost of the per-step CEL rules

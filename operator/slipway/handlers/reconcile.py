@@ -41,12 +41,14 @@ from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
+    MODEL_WRITES,
     Action,
     ApplyObject,
     DeleteDeployment,
     RecordStable,
     ScaleDeployment,
     SetActive,
+    SetServing,
     Situation,
 )
 from slipway.rollout.gate import analysis_due, analysis_settings, error_budget
@@ -293,7 +295,7 @@ def carry_out(run: Pass, actions: list[Action]) -> None:
     then delete: a crash between any two steps leaves a state the next pass can finish."""
     if not actions:
         return
-    _write_model_actions(run, [a for a in actions if isinstance(a, (SetActive, RecordStable))])
+    _write_model_actions(run, [a for a in actions if isinstance(a, MODEL_WRITES)])
     namespace = run.snap.namespace
     for action in actions:
         if isinstance(action, ApplyObject):
@@ -308,7 +310,7 @@ def carry_out(run: Pass, actions: list[Action]) -> None:
             log.info("deleted Deployment %s/%s: %s", namespace, action.name, action.reason)
 
 
-def _write_model_actions(run: Pass, actions: list[SetActive | RecordStable]) -> None:
+def _write_model_actions(run: Pass, actions: list[Action]) -> None:
     if not actions or run.entry is None or run.model is None:
         return
     model = run.model
@@ -316,7 +318,9 @@ def _write_model_actions(run: Pass, actions: list[SetActive | RecordStable]) -> 
     for action in actions:
         if isinstance(action, SetActive):
             patch["activeRelease"] = action.release
-        else:
+        elif isinstance(action, SetServing):
+            patch["serving"] = action.release
+        elif isinstance(action, RecordStable):
             record = action.record
             if action.handled_rollback:
                 patch["handledRollback"] = action.handled_rollback
@@ -356,10 +360,10 @@ def reconcile_model(run: Pass) -> datetime | None:
             run.kube.post_event(body, "Warning", cond.INVALID_SPEC, message)
             _patch_model_status(run, {"message": message})
         return None
-    problem = _ensure_service(run, model)
     decision = decide_model(
         model, run.deployments, {r.summary.name: r.summary for r in run.snap.releases}, now()
     )
+    problem = _ensure_service(run, model, decision.status.serving)
     if decision.actions:
         carry_out(run, decision.actions)
     key = ("rollback", run.snap.namespace, run.snap.name)
@@ -392,11 +396,11 @@ def reconcile_model(run: Pass) -> datetime | None:
     return None
 
 
-def _ensure_service(run: Pass, model: ModelDeployment) -> str | None:
+def _ensure_service(run: Pass, model: ModelDeployment, serving: str | None) -> str | None:
     """Apply the model's Service when it is missing, changed or not ours; why it cannot be."""
     assert run.entry is not None
     entry = run.entry
-    desired = build_service(model)
+    desired = build_service(model, serving)
     present = run.snap.service
     if (
         present is not None

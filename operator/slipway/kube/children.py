@@ -68,19 +68,41 @@ def _without_tracking(values: dict[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in (values or {}).items() if k not in c.GITOPS_TRACKING_KEYS}
 
 
-def build_service(md: ModelDeployment) -> dict[str, Any]:
-    """The stable Service clients call; it selects all ready pods of the model."""
+def build_service(md: ModelDeployment, serving: str | None = None) -> dict[str, Any]:
+    """The Service clients call: every ready pod of the model, or only ``serving``'s
+    (blue-green pins it to one release; the switch is a change of this selector)."""
+    return _service(md, md.metadata.name, serving)
+
+
+def preview_service_name(model: str) -> str:
+    """``<model>-preview``, hashed when too long for a Service name."""
+    name = f"{model}-preview"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{model[:45].rstrip('-')}-preview-{digest}"
+
+
+def build_preview_service(md: ModelDeployment, release: str) -> dict[str, Any]:
+    """The blue-green preview: reaches only the candidate, whatever live traffic does."""
+    return _service(md, preview_service_name(md.metadata.name), release)
+
+
+def _service(md: ModelDeployment, name: str, release: str | None) -> dict[str, Any]:
+    selector = model_selector(md)
+    if release is not None:
+        selector = {**selector, c.LABEL_RELEASE: release}
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": md.metadata.name,
+            "name": name,
             "namespace": md.metadata.namespace,
             "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, **model_selector(md)},
             "ownerReferences": [owner_reference(md)],
         },
         "spec": {
-            "selector": model_selector(md),
+            "selector": selector,
             "ports": [
                 {
                     "name": "http",

@@ -87,7 +87,16 @@ class SetActive:
     release: str | None
 
 
-Action = ApplyObject | ScaleDeployment | DeleteDeployment | RecordStable | SetActive
+@dataclass(frozen=True)
+class SetServing:
+    """Pin the model's Service to one release (blue-green), or unpin it (None)."""
+
+    release: str | None
+
+
+Action = ApplyObject | ScaleDeployment | DeleteDeployment | RecordStable | SetActive | SetServing
+MODEL_WRITES = (SetActive, RecordStable, SetServing)
+"""Actions that are writes to the ModelDeployment's status."""
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,23 @@ against nothing. Strategies ask; none of them re-implements these rules.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from slipway.analysis.judges import ErrorBudget
+from slipway.analysis.judges.sequential import NAME as SEQUENTIAL
+from slipway.analysis.verdicts import combine, explain
+from slipway.api import conditions as cond
 from slipway.api.durations import format_duration, parse_duration
 from slipway.api.models import (
+    AnalysisRecord,
     AnalysisSettings,
     ModelDeployment,
     ModelReleaseStatus,
     RolloutPolicy,
     SLOResult,
 )
-from slipway.api.phases import Phase, Strategy, Verdict
+from slipway.api.phases import InconclusiveAction, Phase, Strategy, Verdict
 from slipway.rollout.core import (
     Situation,
 )
@@ -50,19 +55,22 @@ def error_budget(model: ModelDeployment, policy: RolloutPolicy | None = None) ->
 
 
 def analysis_applies(situation: Situation, model: ModelDeployment) -> bool:
-    """Whether this release is in a canary step that SLO analysis gates.
+    """Whether this release is in a step that SLO analysis gates.
 
-    Only canary steps are analysed (a direct or first release has nothing to
-    compare with), and a model without SLOs has nothing to query.
+    Canary steps and both blue-green steps (preview, after the switch) are
+    analysed; a direct or first release has nothing to compare with, and a
+    model without SLOs has nothing to query.
     """
     status = situation.release.status
     if not model.spec.slos or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
         return False
     first = model.status.stable_release in (None, situation.release.metadata.name)
-    if first or status.strategy is not Strategy.CANARY:
+    if first or status.step is None:
         return False  # a first release is rolled out directly: nothing to compare with
+    if status.strategy is Strategy.BLUE_GREEN:
+        return True
     steps = status.steps or []  # recorded when the canary started
-    return status.step is not None and status.step <= len(steps)
+    return status.strategy is Strategy.CANARY and status.step <= len(steps)
 
 
 def analysis_due(situation: Situation) -> bool:
@@ -122,3 +130,70 @@ def evidence_needed(status: ModelReleaseStatus) -> str:
         else:
             parts.append(result.reason)
     return "; ".join(parts) or f"latest analysis {latest.verdict.value}"
+
+
+ANALYSIS_HISTORY = 30
+"""Analysis records kept in a release's status."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one analysis tick means for the release, for any strategy."""
+
+    rollback: tuple[str, str] | None = None
+    """(reason, why) when the release must be rolled back now."""
+    held: str | None = None
+    """Set while the release is held past inconclusiveLimit (the message, or '' to keep it)."""
+
+
+def record_analysis(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    settings: AnalysisSettings,
+) -> Tick:
+    """Record this tick's analysis in status and say what it decides.
+
+    A sequential Fail is evidence and rolls back at once; threshold failures
+    count once per SLO window up to failureLimit; measuring problems count
+    toward inconclusiveLimit (then hold or roll back); evidence that is still
+    accumulating counts toward nothing.
+    """
+    results = situation.analysis
+    if results is None:
+        held = status.inconclusives > settings.inconclusive_limit
+        return Tick(held="" if held else None)  # still held until a passing analysis
+    now = situation.now
+    record = AnalysisRecord(at=now, step=status.step or 1, verdict=combine(results), slos=results)
+    status.analysis = [*status.analysis, record][-ANALYSIS_HISTORY:]
+    status.verdict = record.verdict
+    proven = [r for r in results if r.verdict is Verdict.FAIL and r.judge == SEQUENTIAL]
+    if proven:
+        # An anytime-valid test that fails is evidence, not one noisy reading: act now.
+        return Tick(rollback=(cond.SLO_FAILED, explain(proven)))
+    if record.verdict is Verdict.FAIL:
+        record.counted = independent_failure(status, model, now)
+        status.failures += int(record.counted)
+        status.inconclusives = 0
+    elif unmeasured(results):
+        status.inconclusives += 1
+    else:
+        status.inconclusives = 0  # evidence still accumulating is not a measuring problem
+    if status.failures > settings.failure_limit:
+        return Tick(
+            rollback=(
+                cond.SLO_FAILED,
+                f"{status.failures} failed analyses (limit {settings.failure_limit}; failures"
+                f" of overlapping windows count once): {explain(results)}",
+            )
+        )
+    if status.inconclusives > settings.inconclusive_limit:
+        why = (
+            f"{status.inconclusives} inconclusive analyses in a row"
+            f" (limit {settings.inconclusive_limit}): {explain(results)}"
+        )
+        if settings.on_inconclusive is InconclusiveAction.ROLLBACK:
+            return Tick(rollback=(cond.INCONCLUSIVE_LIMIT, why))
+        status.message = f"held: {why}; resumes when analysis passes"
+        return Tick(held=status.message)
+    return Tick()

@@ -72,6 +72,10 @@ def decide_model(
     active = releases.get(status.active_release) if status.active_release else None
     if status.active_release and (active is None or Phase(active.phase).is_terminal):
         status.active_release = None  # deleted or finished in flight: free the slot
+    if status.serving and status.active_release is None:
+        others = [r for r, d in deployments.items() if r != status.serving and d.replicas > 0]
+        if not others:
+            status.serving = None  # one release has pods: the Service need not pick
     request = pending_request(model)
     if request is None:
         return ModelDecision(
@@ -79,6 +83,7 @@ def decide_model(
             prune_orphans(status, deployments, releases),
             at_rest(model, status, deployments, releases),
         )
+    status.serving = None  # a rollback moves traffic by ready pods, as a canary does
     plan = plan_rollback(model.model_copy(update={"status": status}), request, deployments, now)
     if plan.refused or (plan.done and not plan.actions):
         status.handled_rollback = request.raw

@@ -18,6 +18,7 @@ from slipway.api.models import (
     ReleaseRecord,
 )
 from slipway.api.phases import Phase, Strategy
+from slipway.kube.children import build_service
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
@@ -28,6 +29,7 @@ from slipway.rollout.core import (
     RecordStable,
     ScaleDeployment,
     SetActive,
+    SetServing,
     Situation,
 )
 
@@ -57,6 +59,8 @@ def mark_succeeded(
                 model.spec.history_limit,
             )
         )
+        # A Service pinned to the old stable moves to the new one before the old shrinks.
+        actions += pin(model, name)
         previous = stable_deployment(situation, model)
         if previous is not None and previous.replicas != 0:
             # Kept at zero (not deleted) so a rollback to it is a scale-up.
@@ -142,8 +146,13 @@ def roll_back(
     own = situation.deployments.get(name)
     stable = stable_deployment(situation, model)
     kept: list[Action] = [
-        a for a in actions if not isinstance(a, (ApplyObject, ScaleDeployment, SetActive))
+        a
+        for a in actions
+        if not isinstance(a, (ApplyObject, ScaleDeployment, SetActive, SetServing))
     ]
+    # Pinned to the candidate (blue-green after its switch): switch back first, one
+    # selector change to pods that never stopped, then drain the candidate.
+    kept += pin(model, model.status.stable_release)
     if own is not None and own.replicas != 0:
         kept.append(ScaleDeployment(own.name, 0))
     if stable is not None and stable.replicas != model.spec.replicas:
@@ -277,3 +286,12 @@ def child_refused(situation: Situation, message: str) -> Decision:
         release.metadata.generation,
     )
     return decision
+
+
+def pin(model: ModelDeployment, release: str | None) -> list[Action]:
+    """Move a pinned Service to ``release`` (one selector change); nothing when the
+    Service is not pinned or already there."""
+    serving = model.status.serving
+    if serving is None or serving == release or release is None:
+        return []
+    return [SetServing(release), ApplyObject(build_service(model, release))]

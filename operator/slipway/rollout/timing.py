@@ -16,6 +16,7 @@ from slipway.api.models import ModelDeployment, ModelReleaseStatus
 from slipway.api.phases import Phase
 from slipway.rollout.core import Situation
 from slipway.rollout.gate import analysis_applies, analysis_settings
+from slipway.rollout.strategies import bluegreen
 
 SAFETY_NET = timedelta(seconds=10)
 """A release in flight is looked at at least this often, whatever the events say."""
@@ -40,6 +41,9 @@ def next_look(
     steps = status.steps or []
     if status.weight_reached_at is not None and status.step and status.step <= len(steps):
         moments.append(status.weight_reached_at + parse_duration(steps[status.step - 1].pause))
+    for moment in (bluegreen.switch_due(model, status), bluegreen.switch_ends(model, status)):
+        if moment is not None:
+            moments.append(moment)
     if analysis_applies(situation, model):
         interval = parse_duration(analysis_settings(model, situation.policy).interval)
         last = status.analysis[-1].at if status.analysis else now

@@ -4,7 +4,8 @@ The ModelDeployment's Service selects every serving pod of the model, so a
 candidate's share is its share of the ready pods: for weight w of N replicas
 it gets round(N*w/100) and the stable the rest (at least one until
 promotion, so a rollback never starts the stable cold). It works on any
-cluster; it cannot mirror requests.
+cluster; it cannot mirror requests. Blue-green pins the same Service to one
+release (``status.serving``): the switch is one change of its selector.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from slipway.kube.observe import DeploymentState
 from slipway.traffic.base import Capability
 
 NAME: Final = "replicas"
-CAPABILITIES: Final = frozenset({Capability.WEIGHTS})
+CAPABILITIES: Final = frozenset({Capability.WEIGHTS, Capability.SWITCH})
 
 
 def objects(model: ModelDeployment) -> list[dict[str, Any]]:

@@ -13,12 +13,13 @@ from typing import Final
 from slipway.api.models import ModelDeployment, ModelReleaseStatus
 from slipway.api.phases import Strategy
 from slipway.rollout.core import Decision, Situation
-from slipway.rollout.strategies import canary, direct
+from slipway.rollout.strategies import bluegreen, canary, direct
 
 RollOut = Callable[[Situation, ModelReleaseStatus, ModelDeployment], Decision]
 
 STRATEGIES: Final[Mapping[Strategy, RollOut]] = {
     Strategy.DIRECT: direct.roll_out,
     Strategy.CANARY: canary.roll_out,
+    Strategy.BLUE_GREEN: bluegreen.roll_out,
 }
 """The strategies this version carries out."""

@@ -14,18 +14,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from slipway.analysis.judges.sequential import NAME as SEQUENTIAL
-from slipway.analysis.verdicts import combine, explain
 from slipway.api import conditions as cond
 from slipway.api.durations import parse_duration
 from slipway.api.models import (
-    AnalysisRecord,
     CanaryStep,
     ModelDeployment,
     ModelReleaseStatus,
 )
-from slipway.api.phases import InconclusiveAction, Phase, Verdict
-from slipway.kube.children import build_deployment
+from slipway.api.phases import InconclusiveAction, Phase
+from slipway.kube.children import build_deployment, build_service
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import (
@@ -35,14 +32,14 @@ from slipway.rollout.core import (
     Decision,
     ScaleDeployment,
     SetActive,
+    SetServing,
     Situation,
 )
 from slipway.rollout.gate import (
     analysis_settings,
     evidence_needed,
-    independent_failure,
+    record_analysis,
     step_passed,
-    unmeasured,
 )
 from slipway.rollout.outcomes import (
     PROMOTED_BY_HAND,
@@ -56,9 +53,6 @@ from slipway.rollout.outcomes import (
 from slipway.traffic.replicas import achieved_weight, split_replicas
 
 DEFAULT_STEPS = (CanaryStep(weight=25), CanaryStep(weight=50), CanaryStep(weight=75))
-
-
-ANALYSIS_HISTORY = 30
 
 
 def steps_for(situation: Situation, model: ModelDeployment) -> list[CanaryStep]:
@@ -87,6 +81,9 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     actions: list[Action] = []
     if model.status.active_release != name:
         actions.append(SetActive(name))
+    if model.status.serving is not None:
+        # A Service still pinned to one release would send the candidate nothing.
+        actions += [SetServing(None), ApplyObject(build_service(model, None))]
     if status.step is None:
         status.step, status.step_started_at, status.weight_reached_at = 1, now, None
         status.steps = steps
@@ -102,48 +99,10 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
             "aborted by annotation slipway.dev/action",
         )
 
-    held_inconclusive = False
-    if situation.analysis is not None:
-        record = AnalysisRecord(
-            at=now, step=status.step, verdict=combine(situation.analysis), slos=situation.analysis
-        )
-        status.analysis = [*status.analysis, record][-ANALYSIS_HISTORY:]
-        status.verdict = record.verdict
-        proven = [
-            r for r in situation.analysis if r.verdict is Verdict.FAIL and r.judge == SEQUENTIAL
-        ]
-        if proven:
-            # An anytime-valid test that fails is evidence, not one noisy reading: act now.
-            return roll_back(situation, status, model, actions, cond.SLO_FAILED, explain(proven))
-        if record.verdict is Verdict.FAIL:
-            record.counted = independent_failure(status, model, now)
-            status.failures += int(record.counted)
-            status.inconclusives = 0
-        elif unmeasured(situation.analysis):
-            status.inconclusives += 1
-        else:
-            status.inconclusives = 0  # evidence still accumulating is not a measuring problem
-        if status.failures > settings.failure_limit:
-            return roll_back(
-                situation,
-                status,
-                model,
-                actions,
-                cond.SLO_FAILED,
-                f"{status.failures} failed analyses (limit {settings.failure_limit}; failures"
-                f" of overlapping windows count once): {explain(situation.analysis)}",
-            )
-        if status.inconclusives > settings.inconclusive_limit:
-            why = (
-                f"{status.inconclusives} inconclusive analyses in a row"
-                f" (limit {settings.inconclusive_limit}): {explain(situation.analysis)}"
-            )
-            if settings.on_inconclusive is InconclusiveAction.ROLLBACK:
-                return roll_back(situation, status, model, actions, cond.INCONCLUSIVE_LIMIT, why)
-            held_inconclusive = True
-            status.message = f"held: {why}; resumes when analysis passes"
-    elif status.inconclusives > settings.inconclusive_limit:
-        held_inconclusive = True  # still held until a passing analysis
+    tick = record_analysis(situation, status, model, settings)
+    if tick.rollback is not None:
+        return roll_back(situation, status, model, actions, *tick.rollback)
+    held_inconclusive = tick.held is not None
 
     promoting = controls.promote or status.step > len(steps)
     if promoting:

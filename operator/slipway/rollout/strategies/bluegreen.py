@@ -1,0 +1,232 @@
+"""The blue-green strategy: a full-size preview, one switch, and a window to switch back.
+
+Step 1, preview: live traffic is pinned to the stable (the model's Service
+selects only its pods) and the candidate comes up at full size behind the
+``<model>-preview`` Service. Its analysis judges whatever reaches the preview
+(a smoke or load test: the ``replicas`` router cannot mirror live traffic).
+Once it is available and its analysis passed, it switches by itself
+(``autoPromotion``, after ``autoPromotionDelay``) or on ``slipway promote``.
+
+The switch is one change of the Service's selector. Step 2, after it: the
+old stable stays at full size for ``scaleDownDelay`` while analysis goes on;
+a failure or an abort inside the window switches back, starting no pod.
+When the window ends with analysis passing, the candidate becomes the stable
+and the old one goes to zero. An abort before the switch leaves the stable
+as it was: the candidate is drained and live traffic never saw it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slipway.api import conditions as cond
+from slipway.api.durations import parse_duration
+from slipway.api.models import BlueGreenSpec, ModelDeployment, ModelReleaseStatus
+from slipway.api.phases import InconclusiveAction, Phase
+from slipway.kube.children import build_deployment, build_preview_service, build_service
+from slipway.rollout.controls import read_controls
+from slipway.rollout.core import (
+    Action,
+    ApplyObject,
+    Decision,
+    ScaleDeployment,
+    SetActive,
+    SetServing,
+    Situation,
+)
+from slipway.rollout.gate import analysis_settings, evidence_needed, record_analysis, step_passed
+from slipway.rollout.outcomes import (
+    PROMOTED_BY_HAND,
+    mark_succeeded,
+    merge,
+    past_deadline,
+    progress,
+    roll_back,
+)
+
+PREVIEW, SWITCHED = 1, 2
+"""The two steps of a blue-green release."""
+
+
+def settings_for(model: ModelDeployment) -> BlueGreenSpec:
+    return model.spec.blue_green or BlueGreenSpec()
+
+
+def switch_ends(model: ModelDeployment, status: ModelReleaseStatus) -> datetime | None:
+    """When the rollback window after the switch closes (None before the switch)."""
+    if status.switched_at is None:
+        return None
+    return status.switched_at + parse_duration(settings_for(model).scale_down_delay)
+
+
+def switch_due(model: ModelDeployment, status: ModelReleaseStatus) -> datetime | None:
+    """When an automatic switch may happen (None without autoPromotion or a preview)."""
+    spec = settings_for(model)
+    if not spec.auto_promotion or status.weight_reached_at is None:
+        return None
+    return status.weight_reached_at + parse_duration(spec.auto_promotion_delay)
+
+
+def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeployment) -> Decision:
+    """One cycle of a blue-green release."""
+    release, now = situation.release, situation.now
+    name = release.metadata.name
+    controls = read_controls(release.metadata.annotations)
+    actions: list[Action] = []
+    if model.status.active_release != name:
+        actions.append(SetActive(name))
+    status.started_at = status.started_at or now
+    if status.step is None:
+        status.step, status.step_started_at, status.weight_reached_at = PREVIEW, now, None
+
+    if controls.abort:
+        return roll_back(
+            situation,
+            status,
+            model,
+            actions,
+            cond.ABORTED,
+            "aborted by annotation slipway.dev/action",
+        )
+    tick = record_analysis(situation, status, model, analysis_settings(model, situation.policy))
+    if tick.rollback is not None:
+        return roll_back(situation, status, model, actions, *tick.rollback)
+    if status.switched_at is None:
+        return _preview(situation, status, model, actions, held=tick.held is not None)
+    return _switched(situation, status, model, actions)
+
+
+def _preview(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    held: bool,
+) -> Decision:
+    release, now = situation.release, situation.now
+    name, stable = release.metadata.name, model.status.stable_release
+    controls = read_controls(release.metadata.annotations)
+    total = model.spec.replicas
+    own = situation.deployments.get(name)
+    if model.status.serving != stable and stable is not None:
+        # Live traffic is pinned to the stable before the candidate has any pod.
+        actions += [SetServing(stable), ApplyObject(build_service(model, stable))]
+    if own is None:
+        actions.append(ApplyObject(build_deployment(model, release, total)))
+        actions.append(ApplyObject(build_preview_service(model, name)))
+    elif own.replicas != total:
+        actions.append(ScaleDeployment(own.name, total))
+    status.step_label, status.weight, status.desired_weight = "preview", 0, 0
+
+    available = own is not None and own.replicas == total and own.available
+    if not available:
+        status.weight_reached_at = None
+        if past_deadline(model, status.step_started_at, now):
+            return roll_back(
+                situation,
+                status,
+                model,
+                actions,
+                cond.PROGRESS_DEADLINE_EXCEEDED,
+                f"the preview did not reach {total} available pods within progressDeadline"
+                f" {model.spec.progress_deadline}",
+            )
+        ready = own.ready_replicas if own else 0
+        status.message = (
+            f"preview: waiting for {ready}/{total} candidate pods; every live request still"
+            f" goes to {stable!r}"
+        )
+        return progress(
+            situation, status, actions, Phase.PROGRESSING, cond.WAITING_FOR_PODS, controls.problem
+        )
+    status.weight_reached_at = status.weight_reached_at or now
+    if controls.paused or held:
+        if controls.paused:
+            status.message = "paused by annotation slipway.dev/paused before the switch"
+        reason = cond.PAUSED_MANUALLY if controls.paused else cond.HELD_INCONCLUSIVE
+        return progress(situation, status, actions, Phase.PAUSED, reason, controls.problem)
+
+    passed = not model.spec.slos or step_passed(status, status.weight_reached_at)
+    if not passed:
+        return _wait_for_evidence(situation, status, model, actions, status.weight_reached_at)
+    due = switch_due(model, status)
+    if controls.promote or (due is not None and now >= due):
+        return _switch(situation, status, model, actions, manual=controls.promote)
+    if due is None:
+        status.message = (
+            "preview available and its analysis passed; waiting for `slipway promote`"
+            " (autoPromotion is off)"
+        )
+    else:
+        status.message = (
+            f"preview available and its analysis passed; switching at {due.strftime('%H:%M:%SZ')}"
+        )
+    return progress(
+        situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
+    )
+
+
+def _switch(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    manual: bool,
+) -> Decision:
+    """Every live request to the candidate, in one change of the Service's selector."""
+    name, now = situation.release.metadata.name, situation.now
+    actions += [SetServing(name), ApplyObject(build_service(model, name))]
+    status.switched_at = now
+    status.step, status.step_started_at = SWITCHED, now
+    status.step_label, status.weight, status.desired_weight = "switched", 100, 100
+    ends = switch_ends(model, status)
+    assert ends is not None
+    how = f" ({PROMOTED_BY_HAND})" if manual else ""
+    status.message = (
+        f"switched{how}: every request goes to {name!r}; {model.status.stable_release!r} stays"
+        f" at full size until {ends.strftime('%H:%M:%SZ')} for an instant switch back"
+    )
+    return progress(situation, status, actions, Phase.PROGRESSING, cond.SWITCHED, None)
+
+
+def _switched(
+    situation: Situation, status: ModelReleaseStatus, model: ModelDeployment, actions: list[Action]
+) -> Decision:
+    name, now = situation.release.metadata.name, situation.now
+    own = situation.deployments.get(name)
+    switched_at, ends = status.switched_at, switch_ends(model, status)
+    assert switched_at is not None and ends is not None
+    if own is not None and own.replicas != model.spec.replicas:
+        actions.append(ScaleDeployment(own.name, model.spec.replicas))
+    passed = not model.spec.slos or step_passed(status, switched_at)
+    if now >= ends and passed:
+        done = mark_succeeded(situation, status, model)
+        return Decision(done.status, merge(actions, done.actions))
+    if now >= ends:
+        return _wait_for_evidence(situation, status, model, actions, ends)
+    status.message = (
+        f"switched: every request goes to {name!r}; rollback window until"
+        f" {ends.strftime('%H:%M:%SZ')} ({model.status.stable_release!r} at full size)"
+    )
+    return progress(situation, status, actions, Phase.PROGRESSING, cond.SWITCHED, None)
+
+
+def _wait_for_evidence(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    since: datetime,
+) -> Decision:
+    """No passing analysis yet: wait, up to progressDeadline, then as onInconclusive says."""
+    where = "preview" if status.switched_at is None else "post-switch"
+    why = f"{where} analysis has not passed: {evidence_needed(status)}"
+    if situation.now - since > parse_duration(model.spec.progress_deadline):
+        settings = analysis_settings(model, situation.policy)
+        deadline = f"{why} within progressDeadline {model.spec.progress_deadline}"
+        if settings.on_inconclusive is InconclusiveAction.ROLLBACK:
+            return roll_back(situation, status, model, actions, cond.NOT_ENOUGH_EVIDENCE, deadline)
+        status.message = f"held: {deadline}; resumes when analysis passes"
+        return progress(situation, status, actions, Phase.PAUSED, cond.NOT_ENOUGH_EVIDENCE, None)
+    status.message = f"{why}; waiting"
+    return progress(situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, None)
