@@ -1,7 +1,7 @@
 """`make bench`: rollout figures on the local cluster, printed (not asserted).
 
 1. Rollback latency: from the moment the candidate's regression is visible in
-   Prometheus (its SLO query crosses the threshold) to the candidate's share
+   Prometheus (its error share crosses the SLO's 2 % tolerance) to the candidate's share
    reaching zero (no ready pods), beside the analysis interval.
 2. Promotion overhead per step beyond the configured pauses.
 3. Prometheus queries per analysis tick per release (operator's own counters).
@@ -23,7 +23,7 @@ from tests.prometheus.server import find_prometheus, free_port
 
 from e2e.dataplane import DataPlane
 from e2e.operator_process import OperatorProcess, scrape, total
-from slipway.analysis.templates import release_variables, render
+from slipway.analysis.judges.queries import error_rate_queries
 from slipway.api import constants as c
 from slipway.api.durations import parse_duration
 
@@ -88,11 +88,14 @@ def rollback_latency(b: Bench, interval: str, trial: int, stable: str) -> tuple[
     )
     name = f"fraud-r{interval}-{trial}"
     slo = next(s for s in fast_model(b.ns, "")["spec"]["slos"] if s["name"] == "error-rate")
-    query = render(
-        slo["query"],
-        {**release_variables(b.ns, "fraud", name, name), "window": slo["window"]},
-        slo="error-rate",
+    # Visible: the candidate's error share over the last 10 s, from the operator's own queries.
+    errors, requests = error_rate_queries(
+        {"namespace": b.ns, "release": name},
+        10,
+        slo["errorRate"]["requests"],
+        slo["errorRate"]["errors"],
     )
+    query = f"({errors}) / ({requests})"
     b.create(
         c.PLURAL_RELEASE,
         release(b.ns, name, name, annotations={KNOB_ERRORS: "0.5"}, strategy="canary"),

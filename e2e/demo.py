@@ -4,7 +4,8 @@ Everything runs for real except the pods' containers: the local cluster
 (real API server, kwok nodes), the operator, Prometheus, and one model-server
 process per release fed by a load generator that follows the weights the
 operator set (see README: the data plane is simulated on kwok). The script
-prints a timeline and ends with ``kubectl get slipway -A -o wide``.
+prints a timeline, with the evidence each SLO verdict rests on (samples so far and
+needed, the confidence bound and its limit), and ends with ``kubectl get slipway -A -o wide``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "slipway-demo"
 MANIFESTS = ROOT / "examples" / "manifests"
 STATE = ROOT / "e2e" / ".state"
+# Enough traffic that the example's first step (25 %, 30 s) gathers the ~600 candidate
+# requests its tolerances need (see examples/manifests/fraud-model.yaml).
+RPS = 100.0
 
 
 def say(text: str) -> None:
@@ -99,17 +103,39 @@ def status_of(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
     return dict(obj.get("status") or {})
 
 
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def evidence(slo: dict[str, Any]) -> str:
+    """One SLO's latest result as the timeline shows it: the verdict and what it rests on.
+
+    ``n=SAMPLES/~NEEDED`` is the candidate's samples since it started and what the judge
+    said it needs to decide; ``[LOWER, UPPER]`` bounds the candidate's value (valid at
+    every look) and ``limit`` is what that bound is held to.
+    """
+    head = f"{slo['slo']} {slo['verdict']}"
+    if slo.get("judge") != "sequential" or slo.get("samples") is None:
+        return f"{head} {_number(slo.get('value'))} ({slo.get('threshold', '')})"
+    needed = slo.get("samplesNeeded")
+    samples = f"n={slo['samples']:.0f}" + (
+        f"/~{needed:.0f}" if needed is not None and slo["verdict"] != "Pass" else ""
+    )
+    bound = (
+        f" [{_number(slo.get('lower'))}, {_number(slo.get('upper'))}]"
+        f" limit {_number(slo.get('limit'))}"
+        if slo.get("limit") is not None
+        else ""
+    )
+    return f"{head} {samples} {_number(slo.get('value'))}{bound}"
+
+
 def last_slos(status: dict[str, Any]) -> str:
     records = status.get("analysis") or []
     if not records:
         return "no analysis yet"
     last = records[-1]
-    parts = []
-    for slo in last.get("slos") or []:
-        value = slo.get("value")
-        shown = "n/a" if value is None else f"{value:.3f}"
-        parts.append(f"{slo['slo']}={shown} ({slo['threshold']}) {slo['verdict']}")
-    return f"{last['verdict']}: " + ", ".join(parts)
+    return f"{last['verdict']}: " + "; ".join(evidence(slo) for slo in last.get("slos") or [])
 
 
 def follow(
@@ -154,7 +180,7 @@ def main() -> int:
 
     STATE.mkdir(parents=True, exist_ok=True)
     operator_log = STATE / "demo-operator.log"
-    with DataPlane(kubeconfig, NAMESPACE, prometheus, rps=40.0) as plane:
+    with DataPlane(kubeconfig, NAMESPACE, prometheus, rps=RPS) as plane:
         say(f"data plane up: Prometheus at {plane.prometheus_url}, model servers on 127.0.0.1")
         operator_log.unlink(missing_ok=True)
         operator = OperatorProcess(
@@ -174,6 +200,11 @@ def main() -> int:
             follow(custom, plane, "fraud-v1", {"Succeeded", "Failed"})
             time.sleep(8)  # let v1 build up a baseline in Prometheus
 
+            say(
+                "timeline per SLO: verdict, n=candidate samples/~needed to decide, the"
+                " candidate's value, [lower, upper] bound valid at every look, and the limit"
+                " (latency: the share of requests slower than the stable's p95 bucket)"
+            )
             say("2) canary fraud-v2: same quality, should pass every SLO and be promoted")
             v2 = release_from(base, "fraud-v2", "v2", strategy="canary")
             custom.create_namespaced_custom_object(

@@ -14,7 +14,7 @@ from kubernetes import client
 from slipway.api import constants as c
 from tests.cluster import Cluster
 from tests.e2e.conftest import MakeDataPlane
-from tests.e2e.scenario import KNOB_ERRORS, KNOB_LATENCY, Watcher, fast_model, release
+from tests.e2e.scenario import KNOB_ERRORS, KNOB_LATENCY, RPS, Watcher, fast_model, release
 from tests.kube import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 def test_good_canary_is_promoted_and_regression_rolled_back(
     api: client.ApiClient, namespace: str, operator: Path, dataplane: MakeDataPlane
 ) -> None:
-    plane = dataplane(rps=40.0)
+    plane = dataplane(rps=RPS)
     k = Cluster(api, namespace)
     k.start_stable(
         fast_model(namespace, plane.prometheus_url), release(namespace, "fraud-v1", "v1")
@@ -68,7 +68,8 @@ def test_good_canary_is_promoted_and_regression_rolled_back(
         release(namespace, "fraud-v3", "v3", annotations={KNOB_ERRORS: "0.5"}, strategy="canary"),
     )
     rolled = k.wait_phase("fraud-v3", "RolledBack", timeout=90)
-    assert "error-rate" in rolled["message"] and "<= 0.02" in rolled["message"]
+    # The sequential judge: a Fail is evidence beyond the tolerance, named in the message.
+    assert "SLO error-rate" in rolled["message"] and "above" in rolled["message"]
     fail = next(r for r in reversed(rolled["analysis"]) if r["verdict"] == "Fail")
     error_rate = next(s for s in fail["slos"] if s["slo"] == "error-rate")
     assert error_rate["verdict"] == "Fail" and error_rate["value"] > 0.2
@@ -87,7 +88,7 @@ def test_good_canary_is_promoted_and_regression_rolled_back(
 def test_latency_regression_relative_to_stable_is_rolled_back(
     api: client.ApiClient, namespace: str, operator: Path, dataplane: MakeDataPlane
 ) -> None:
-    plane = dataplane(rps=40.0)
+    plane = dataplane(rps=RPS)
     k = Cluster(api, namespace)
     k.start_stable(
         fast_model(namespace, plane.prometheus_url), release(namespace, "fraud-v1", "v1")
@@ -98,4 +99,9 @@ def test_latency_regression_relative_to_stable_is_rolled_back(
     )
     rolled = k.wait_phase("fraud-v2", "RolledBack", timeout=90)
     # 120 ms stays under the absolute 250 ms ceiling: only the comparison with the stable fails.
-    assert "latency-p95" in rolled["message"] and "stable+0.05" in rolled["message"]
+    assert "SLO latency-p95" in rolled["message"], rolled["message"]
+    assert "above" in rolled["message"] and "stable*1.5" in rolled["message"], rolled["message"]
+    fail = next(r for r in reversed(rolled["analysis"]) if r["verdict"] == "Fail")
+    latency = next(s for s in fail["slos"] if s["slo"] == "latency-p95")
+    assert latency["verdict"] == "Fail" and latency["judge"] == "sequential"
+    assert latency["lower"] > latency["limit"], latency

@@ -21,7 +21,7 @@ import yaml
 from e2e.dataplane import ANNOTATION_ERROR_RATE, DataPlane
 from kubernetes import client
 
-from slipway.analysis.templates import release_variables, render
+from slipway.analysis.judges.queries import error_rate_queries
 from slipway.api import constants as c
 from slipway.kube.children import deployment_name
 from tests.e2e.conftest import MakeDataPlane
@@ -170,22 +170,30 @@ def test_traffic_follows_ready_pods_and_faults_reach_prometheus(
         assert labels["version"] == VERSIONS[labels["release"]]
         assert not [k for k in labels if k.startswith("exported_")], labels
 
-    # The demo's error-rate SLO, rendered per release, measures the injected fault.
-    slo = _slo("error-rate")
+    # The demo's error-rate SLO, through the queries the operator builds for it, measures
+    # the injected fault.
+    spec = _slo("error-rate")["errorRate"]
 
-    def promql(key: str, release: str) -> str:
-        variables = release_variables(namespace, MODEL, release, VERSIONS[release])
-        return render(slo[key], {**variables, "window": slo["window"]}, slo=slo["name"])
+    def counts(release: str, seconds: int = 10) -> tuple[float, float | None]:
+        errors, requests = error_rate_queries(
+            {"namespace": namespace, "release": release},
+            seconds,
+            spec["requests"],
+            spec["errors"],
+        )
+        # No error series yet is zero errors (as the operator reads it).
+        return _value(plane, errors) or 0.0, _value(plane, requests)
 
     wait_for(
-        lambda: (_value(plane, promql("samplesQuery", CANARY)) or 0) >= 40,
+        lambda: (counts(CANARY)[1] or 0) >= 40,
         timeout=20,
         what="40 canary requests in Prometheus",
     )
-    canary_rate = _value(plane, promql("query", CANARY))
-    stable_rate = _value(plane, promql("query", STABLE))
-    assert canary_rate == pytest.approx(0.5, abs=0.15)
-    assert stable_rate == 0.0
+    canary_errors, canary_requests = counts(CANARY)
+    stable_errors, stable_requests = counts(STABLE)
+    assert canary_requests and stable_requests
+    assert canary_errors / canary_requests == pytest.approx(0.5, abs=0.15)
+    assert stable_errors == 0.0
 
     # Scaling the canary to 0 ready pods stops its traffic at once and its process soon.
     apps.patch_namespaced_deployment_scale(

@@ -40,7 +40,12 @@ def test_demo_promotes_v2_and_rolls_back_v3(kubeconfig: str) -> None:
     assert rows == {"fraud-v1": "Succeeded", "fraud-v2": "Succeeded", "fraud-v3": "RolledBack"}, (
         rows
     )
+    # The sequential judge's evidence: the Fail names the bound beyond the limit ...
     assert re.search(
-        r"fraud-v3 verdict: rolled back: .*SLO latency-p95: [\d.]+ violates <= 0\.25", output
+        r"fraud-v3 verdict: rolled back: .*SLO latency-p95: p95 ~[\d.]+s.* above .*confidence",
+        output,
     )
+    # ... and the timeline shows samples (so far / needed) and bounds against each limit.
+    assert re.search(r"fraud-v2: Progressing .*accuracy Inconclusive n=\d+/~\d+ ", output)
+    assert re.search(r"fraud-v2: .*accuracy Pass n=\d+ [\d.]+ \[[\d.]+, [\d.]+\] limit", output)
     assert "kubectl get slipway -A -o wide" in output

@@ -22,7 +22,7 @@ from slipway.api import constants as c
 from tests import kube
 from tests.cluster import Cluster
 from tests.e2e.conftest import MakeDataPlane
-from tests.e2e.scenario import KNOB_ERRORS, Watcher, fast_model, release
+from tests.e2e.scenario import KNOB_ERRORS, RPS, Watcher, fast_model, release
 from tests.kube import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -67,11 +67,11 @@ def test_sigkill_at_random_moments_resumes_same_step(
     rng = random.Random(20261125)
     kills: list[dict[str, Any]] = []
     with kube.namespace(api, prefix="slipway-fault") as namespace:
-        plane = dataplane(namespace, rps=40.0)
+        plane = dataplane(namespace, rps=RPS)
         k = Cluster(api, namespace)
         op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
         try:
-            # Long enough for seven kills during the good rollout, whatever the operator speed.
+            # Long enough for eight kills during the good rollout, whatever the operator speed.
             steps = [{"weight": w, "pause": "8s"} for w in (20, 40, 60, 80)]
             k.create(
                 c.PLURAL_DEPLOYMENT,
@@ -82,16 +82,16 @@ def test_sigkill_at_random_moments_resumes_same_step(
 
             with Watcher(api, namespace, "fraud-v2", "fraud-fraud-v1") as good:
                 k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v2", "v2", strategy="canary"))
-                final = kill_during(k, op, "fraud-v2", rng, kills, most=7)
+                final = kill_during(k, op, "fraud-v2", rng, kills, most=8)
             assert final["phase"] == "Succeeded", final.get("message")
             assert good.steps == sorted(good.steps), f"a step went backwards: {good.steps}"
             assert good.min_stable_ready >= 1, "the stable lost its pods"
 
-            # A few failing ticks before the rollback, so the kills land mid-analysis too.
-            k.patch_model({"analysis": {"interval": "2s", "failureLimit": 3, "minSamples": 30}})
-            time.sleep(2)
+            # A mild regression (10 % errors against a 2-point tolerance) takes the
+            # sequential judge about a hundred candidate requests to prove, so the
+            # kills land mid-analysis too.
             bad_release = release(
-                namespace, "fraud-v3", "v3", annotations={KNOB_ERRORS: "0.5"}, strategy="canary"
+                namespace, "fraud-v3", "v3", annotations={KNOB_ERRORS: "0.1"}, strategy="canary"
             )
             with Watcher(api, namespace, "fraud-v3", "fraud-fraud-v2") as bad:
                 k.create(c.PLURAL_RELEASE, bad_release)
@@ -111,13 +111,12 @@ def test_sigkill_at_random_moments_resumes_same_step(
 def test_prometheus_outage_holds_then_resumes_and_limit_rolls_back(
     api: client.ApiClient, namespace: str, operator: Path, dataplane: MakeDataPlane
 ) -> None:
-    plane = dataplane(rps=40.0)
+    plane = dataplane(rps=RPS)
     k = Cluster(api, namespace)
     analysis = {
         "interval": "2s",
         "failureLimit": 3,
         "inconclusiveLimit": 2,
-        "minSamples": 30,
         "onInconclusive": "hold",
     }
     k.start_stable(
