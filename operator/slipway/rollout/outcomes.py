@@ -180,6 +180,14 @@ def roll_back(
     return Decision(status, kept)
 
 
+def aborted(
+    situation: Situation, status: ModelReleaseStatus, model: ModelDeployment, actions: list[Action]
+) -> Decision:
+    """Roll back because a person asked (slipway abort / the annotation)."""
+    why = "aborted by annotation slipway.dev/action"
+    return roll_back(situation, status, model, actions, cond.ABORTED, why)
+
+
 def progress(
     situation: Situation,
     status: ModelReleaseStatus,

@@ -64,9 +64,7 @@ def _decide(situation: Situation) -> Decision:
 
     started = status.phase in (Phase.PROGRESSING, Phase.PAUSED)
     if started and read_controls(release.metadata.annotations).abort:
-        return outcomes.roll_back(
-            situation, status, model, [], cond.ABORTED, "aborted by annotation slipway.dev/action"
-        )
+        return outcomes.aborted(situation, status, model, [])
     request = pending_request(model)
     if request is not None and request_accepted(model, request):
         if started:

@@ -37,6 +37,7 @@ from slipway.rollout.core import (
 from slipway.rollout.gate import analysis_settings, evidence_needed, record_analysis, step_passed
 from slipway.rollout.outcomes import (
     PROMOTED_BY_HAND,
+    aborted,
     mark_succeeded,
     merge,
     past_deadline,
@@ -80,14 +81,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         status.step, status.step_started_at, status.weight_reached_at = PREVIEW, now, None
 
     if controls.abort:
-        return roll_back(
-            situation,
-            status,
-            model,
-            actions,
-            cond.ABORTED,
-            "aborted by annotation slipway.dev/action",
-        )
+        return aborted(situation, status, model, actions)
     tick = record_analysis(situation, status, model, analysis_settings(model, situation.policy))
     if tick.rollback is not None:
         return roll_back(situation, status, model, actions, *tick.rollback)

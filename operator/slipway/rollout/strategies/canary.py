@@ -43,6 +43,7 @@ from slipway.rollout.gate import (
 )
 from slipway.rollout.outcomes import (
     PROMOTED_BY_HAND,
+    aborted,
     mark_succeeded,
     merge,
     past_deadline,
@@ -90,14 +91,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     status.started_at = status.started_at or now
 
     if controls.abort:
-        return roll_back(
-            situation,
-            status,
-            model,
-            actions,
-            cond.ABORTED,
-            "aborted by annotation slipway.dev/action",
-        )
+        return aborted(situation, status, model, actions)
 
     tick = record_analysis(situation, status, model, settings)
     if tick.rollback is not None:
