@@ -173,9 +173,12 @@ class PrometheusServer:
         *,
         scrape_interval: str = "1s",
         file_sd: str | Path | None = None,
+        extra_scrape_configs: str | None = None,
     ) -> None:
         """``targets`` are scraped as listed; ``file_sd`` names a JSON file of target groups
-        (``[{"targets": ["host:port"], "labels": {...}}]``) that may change while running.
+        (``[{"targets": ["host:port"], "labels": {...}}]``) that may change while running;
+        ``extra_scrape_configs`` is YAML appended under ``scrape_configs`` (e.g. a
+        ``kubernetes_sd_configs`` job, e2e/realplane.py).
         """
         self.binary = binary
         self.port = free_port()
@@ -187,6 +190,8 @@ class PrometheusServer:
         if file_sd is not None:
             path = json.dumps(str(Path(file_sd).resolve()))  # JSON strings are YAML too
             text += _FILE_SD_JOB.format(path=path, interval=scrape_interval)
+        if extra_scrape_configs:
+            text += extra_scrape_configs
         self._config.write_text(text)
         self._log = self._dir / "prometheus.log"
         self._process: subprocess.Popen[bytes] | None = None
