@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
+from tests.cluster import ON_FAKE_NODES
 from tests.kube import wait_for
 
 
@@ -18,7 +19,10 @@ def test_deployment_gets_ready_pods(api: client.ApiClient, namespace: str) -> No
                 "selector": {"matchLabels": {"app": "probe"}},
                 "template": {
                     "metadata": {"labels": {"app": "probe"}},
-                    "spec": {"containers": [{"name": "c", "image": "example.invalid/probe:1"}]},
+                    "spec": {
+                        "containers": [{"name": "c", "image": "example.invalid/probe:1"}],
+                        **ON_FAKE_NODES,
+                    },
                 },
             },
         },
