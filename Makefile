@@ -69,6 +69,10 @@ bench: venv
 bench-decisions: venv
 	$(BIN)/python -m e2e.bench_decisions
 
+.PHONY: bench-calibration
+bench-calibration: venv
+	$(BIN)/python -m e2e.bench_calibration
+
 lock:
 	rm -rf /tmp/slipway-lock && $(PYTHON) -m venv /tmp/slipway-lock
 	/tmp/slipway-lock/bin/pip install -q -e '.[dev]'
