@@ -174,8 +174,12 @@ class Controller:
             if look is not None:
                 self.enqueue(key, (look - datetime.now(UTC)).total_seconds())
         except KubeError as error:
-            if error.conflict or error.gone:
-                # Decided on a stale view (or the object went away): look again shortly.
+            if error.gone:
+                # The object or its namespace is going away: its deletion events will come.
+                metrics.RECONCILES.labels("gone").inc()
+                log.debug("%s/%s: %s", *key, error)
+            elif error.conflict:
+                # Decided on a stale view: look again shortly, on the newer one.
                 metrics.RECONCILES.labels("conflict").inc()
                 log.debug("%s/%s: %s; retrying", *key, error)
                 self.enqueue(key, CONFLICT_RETRY_SECONDS)

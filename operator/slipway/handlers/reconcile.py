@@ -112,7 +112,10 @@ def reconcile(
     snap: ModelSnapshot, kube: KubeWriter, providers: Providers, memory: Memory
 ) -> datetime | None:
     """Reconcile every release of one ModelDeployment, then the model; when to look again."""
-    run = Pass(snap, kube, providers, memory, snap.model)
+    # A ModelDeployment being deleted is treated as gone: re-creating its children or
+    # writing its status would only fight the garbage collector.
+    model = snap.model if snap.model is not None and not snap.model.deleting else None
+    run = Pass(snap, kube, providers, memory, model)
     looks: list[datetime] = []
     in_flight = sorted(
         (r for r in snap.releases if _needs_work(r)),

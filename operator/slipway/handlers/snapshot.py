@@ -31,6 +31,11 @@ class ModelEntry:
         return (self.body.get("metadata") or {}).get("uid")
 
     @property
+    def deleting(self) -> bool:
+        """Deletion has begun (e.g. foreground, waiting for its children): hands off."""
+        return bool((self.body.get("metadata") or {}).get("deletionTimestamp"))
+
+    @property
     def resource_version(self) -> str | None:
         return (self.body.get("metadata") or {}).get("resourceVersion")
 
