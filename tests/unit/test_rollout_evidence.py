@@ -140,6 +140,6 @@ def test_describe_shows_the_evidence_of_typed_slos_only() -> None:
         "etaSeconds": 218.6,
     }
     line = evidence_line(typed)
-    assert "candidate 0.021 (bounds 0.012..0.034) vs stable 0.01, limit 0.015" in line
+    assert "value 0.021 (bounds 0.012..0.034) vs stable 0.01, limit 0.015" in line
     assert "samples 1,234 of ~5,600 needed (about 219s more at the current traffic)" in line
     assert evidence_line({"verdict": "Pass", "reason": "raw PromQL"}) == ""

@@ -174,6 +174,13 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
         return float(value) if isinstance(value, (int, float)) else None
 
     samples, needed = number("samples"), number("samplesNeeded")
+    metric = shown.get("metric")
+
+    def share(key: str) -> float | None:
+        """A bound on a share: clamped to [0, 1], where a share lives."""
+        value = number(key)
+        return None if value is None else min(1.0, max(0.0, value))
+
     eta = None
     if samples and needed and elapsed_seconds > 0 and needed > samples:
         eta = (needed - samples) / (samples / elapsed_seconds)
@@ -186,8 +193,9 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
         threshold=verdicts.describe_threshold(slo.threshold, number("stable")),
         reason=judged.message,
         judge=judged.judge,
-        lower=number("lower"),
-        upper=number("upper"),
+        metric=str(metric) if metric is not None else None,
+        lower=share("lower"),
+        upper=share("upper"),
         limit=number("limit"),
         stable_samples=number("stableSamples"),
         samples_needed=needed,

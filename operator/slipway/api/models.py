@@ -474,6 +474,11 @@ class SLOResult(ApiModel):
     threshold: str = ""
     reason: str = ""
     judge: str | None = Field(default=None, description="Which judge decided (typed SLOs).")
+    metric: str | None = Field(
+        default=None,
+        description="What value, bounds and limit measure, e.g. 'ratio' or 'share slower than"
+        " 0.1s' (latency is judged on the share of slow requests, never a quantile).",
+    )
     lower: float | None = Field(
         default=None, description="Lower confidence bound of the candidate's value."
     )

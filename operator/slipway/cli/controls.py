@@ -97,7 +97,8 @@ def evidence_line(slo: dict[str, Any]) -> str:
         return "n/a" if value is None else f"{value:.4g}"
 
     parts = [
-        f"{slo['judge']}: candidate {num('value')} (bounds {num('lower')}..{num('upper')})"
+        f"{slo['judge']}: {slo.get('metric') or 'value'} {num('value')}"
+        f" (bounds {num('lower')}..{num('upper')})"
         f" vs stable {num('baseline')}, limit {num('limit')}"
     ]
     if slo.get("samples") is not None:
