@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A real node (kubelet, containerd, kube-proxy, real pods) joins the local cluster whenever
+# we run as root, as CI does; SLIPWAY_REAL_NODE=0 keeps only the fake kwok nodes.
+export SLIPWAY_REAL_NODE ?= $(if $(filter 0,$(shell id -u)),1,0)
 
 .PHONY: help venv lint fmt crds unit integration test demo cluster-up cluster-down bench lock clean
 

@@ -41,7 +41,7 @@ from tests import kube
 from tests.e2e.scenario import release
 from tests.prometheus.server import find_prometheus
 
-from e2e.dataplane import DataPlane
+from e2e.dataplane import DataPlane, on_fake_nodes
 from e2e.operator_process import OperatorProcess
 from slipway.api import constants as c
 from slipway.api.durations import parse_duration
@@ -74,7 +74,7 @@ def example_model(namespace: str, prometheus_url: str) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load(MANIFEST.read_text())
     body["metadata"]["namespace"] = namespace
     body["spec"]["metrics"] = {"url": prometheus_url, "timeoutSeconds": 2}
-    return body
+    return on_fake_nodes(body)
 
 
 def budget_seconds(model: dict[str, Any]) -> float:

@@ -86,6 +86,26 @@ MAX_RPS: Final = 2000.0
 SAMPLES: Final = 4096  # held-out samples the load generator cycles through
 _LISTENING: Final = re.compile(rf"^listening on {re.escape(HOST)}:(\d+)$")
 
+FAKE_NODE_LABEL = {"type": "kwok"}
+"""Label of kwokctl's fake nodes: their pods become Ready without running anything."""
+ON_FAKE_NODES: dict[str, Any] = {
+    "nodeSelector": FAKE_NODE_LABEL,
+    "tolerations": [
+        {"key": "kwok.x-k8s.io/node", "value": "fake", "operator": "Equal", "effect": "NoSchedule"}
+    ],
+}
+"""Pod-spec fields that pin a pod to the fake nodes. Pods whose images are made up must land
+there: with the real node on (SLIPWAY_REAL_NODE=1) they would otherwise be scheduled onto it,
+never pull, and never become Ready. The toleration is for the taint up.sh puts on the fake
+nodes when the real node is on; without it there is no taint and it is harmless."""
+
+
+def on_fake_nodes(model: dict[str, Any]) -> dict[str, Any]:
+    """A ModelDeployment body whose pods land on the fake nodes this data plane stands in for."""
+    spec = model["spec"]["template"].setdefault("spec", {})
+    spec.update(ON_FAKE_NODES)
+    return model
+
 
 # --- pure parts: splitting traffic, weights from pods, knobs --------------------------------
 

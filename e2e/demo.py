@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from tests import kube
 from tests.prometheus.server import find_prometheus
 
-from e2e.dataplane import DataPlane
+from e2e.dataplane import DataPlane, on_fake_nodes
 from e2e.operator_process import OperatorProcess
 from slipway.api import constants as c
 
@@ -188,7 +188,7 @@ def main() -> int:
         ).start()
         try:
             say(f"operator running (log {operator_log})")
-            model = load("fraud-model.yaml")
+            model = on_fake_nodes(load("fraud-model.yaml"))
             custom.create_namespaced_custom_object(
                 c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_DEPLOYMENT, model
             )

@@ -8,25 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from e2e.dataplane import ON_FAKE_NODES
 from kubernetes import client
 
 from slipway.api import constants as c
 from tests.kube import wait_for
 
 CONVERGE_SECONDS = 30
-
-FAKE_NODE_LABEL = {"type": "kwok"}
-"""Label of kwokctl's fake nodes: their pods become Ready without running anything."""
-ON_FAKE_NODES: dict[str, Any] = {
-    "nodeSelector": FAKE_NODE_LABEL,
-    "tolerations": [
-        {"key": "kwok.x-k8s.io/node", "value": "fake", "operator": "Equal", "effect": "NoSchedule"}
-    ],
-}
-"""Pod-spec fields that pin a pod to the fake nodes. Pods whose images are made up must land
-there: with the real node on (SLIPWAY_REAL_NODE=1) they would otherwise be scheduled onto it,
-never pull, and never become Ready. The toleration is for the taint up.sh puts on the fake
-nodes when the real node is on; without it there is no taint and it is harmless."""
 
 
 def model_body(name: str = "fraud", **spec: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from e2e.dataplane import on_fake_nodes
 from kubernetes import client
 
 from slipway.api import constants as c
@@ -53,7 +54,7 @@ def fast_model(namespace: str, prometheus_url: str, **spec: Any) -> dict[str, An
             # lets the error rate (~400 requests) set the pace.
             slo["threshold"] = {"maxDecrease": 0.25, "relative": "absolute"}
     body["spec"].update(spec)
-    return body
+    return on_fake_nodes(body)
 
 
 def release(
