@@ -111,7 +111,7 @@ KINDS: tuple[Kind, ...] = (
             Column("Weight", ".status.weight", "integer"),
             Column("Step", ".status.stepLabel"),
             Column("Verdict", ".status.verdict"),
-            Column("Message", ".status.message", priority=1),
+            Column("Message", ".status.message"),
             AGE,
         ),
         name_rule=RELEASE_NAME_RULE,
