@@ -326,8 +326,10 @@ def test_latency_without_a_stable_or_with_no_stable_tail() -> None:
     assert JUDGE.latency(P95, candidate, None, BUDGET).verdict is INC
     all_fast = Histogram(BOUNDS, (500, 500, 500, 500, 500))  # nothing slower than 0.05 s
     judged = JUDGE.latency(P95, candidate, all_fast, BUDGET)
-    assert judged.verdict is INC
-    assert "slower than a finite bucket" in judged.message
+    # The stable is below the buckets' resolution: the candidate is held to the first
+    # bucket, and this one (a tail well beyond 0.05 s) is proven slower than that.
+    assert judged.verdict is F, judged.message
+    assert "first bucket" in judged.message
 
 
 def test_latency_requests_only_in_the_inf_bucket_count_as_slow() -> None:
@@ -352,3 +354,22 @@ def test_different_bucket_layouts_compare_on_the_bounds_they_share() -> None:
     finer = Histogram((0.05, 0.1, 0.2, 0.25, 0.5, math.inf), (5000, 8000, 9000, 9500, 9900, 10_000))
     judged = JUDGE.latency(P95, finer, histogram(STABLE_LATENCY, 30_000), BUDGET)
     assert judged.verdict is P
+
+
+def test_a_stable_faster_than_the_first_bucket_still_lets_a_fast_candidate_pass() -> None:
+    # Every stable request below 5 ms: its p95 is below what the buckets resolve. The
+    # candidate is held to that floor instead of waiting forever for a stable tail.
+    from slipway.analysis.judges import ErrorBudget, Histogram, LatencySLO, Tolerance, make_judge
+
+    bounds = (0.005, 0.01, 0.025, 0.1, float("inf"))
+    stable = Histogram(bounds, (2000.0,) * 5)
+    slo = LatencySLO("p95", 0.95, Tolerance(relative=0.5), 0.25, 0.25)
+    budget = ErrorBudget().per_slo(3)
+    judge = make_judge("sequential")
+    fast = judge.latency(slo, Histogram(bounds, (700.0,) * 5), stable, budget)
+    assert fast.verdict is Verdict.PASS, fast.message
+    slow = judge.latency(
+        slo, Histogram(bounds, (100.0, 400.0, 700.0, 700.0, 700.0)), stable, budget
+    )
+    assert slow.verdict is Verdict.FAIL, slow.message
+    assert "first bucket" in slow.message

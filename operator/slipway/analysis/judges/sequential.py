@@ -520,12 +520,7 @@ class SequentialJudge:
         n_c, n_s = histograms.total(cand), histograms.total(base)
         index = tail_bucket(base, slo.quantile)
         if index is None:
-            return _open(
-                "vs stable",
-                f"{slo.label} latency",
-                n_c,
-                "no stable request is slower than a finite bucket bound yet",
-            )
+            return self._below_resolution(slo, cand, base, fail_alpha, pass_alpha)
         bound = base.bounds[index]
         bad_s = histograms.slower_than(base, index)
         stable_share = bad_s / n_s
@@ -561,6 +556,40 @@ class SequentialJudge:
             n_c=n_c,
             n_s=n_s,
             message=text,
+        )
+
+    @staticmethod
+    def _below_resolution(
+        slo: LatencySLO, cand: Histogram, base: Histogram, fail_alpha: float, pass_alpha: float
+    ) -> Check:
+        """Every stable request is faster than the first bucket bound B: the stable's
+        quantile is below what the buckets resolve, and so is any tolerance on it. The
+        candidate is held to that floor: its quantile at or below B, i.e. at most
+        ``1 - quantile`` of its requests slower than B (widened by ``min_effect``)."""
+        n_c, n_s = histograms.total(cand), histograms.total(base)
+        first = next((i for i, b in enumerate(cand.bounds[:-1]) if b > 0), None)
+        if first is None:
+            return _open("vs stable", f"{slo.label} latency", n_c, "no finite bucket bound")
+        bound = cand.bounds[first]
+        target = 1.0 - slo.quantile
+        effect = max(slo.min_effect, 0.1)
+        bad_c = histograms.slower_than(cand, first)
+        limit = target * (1.0 + effect)
+        decision = decide(bad_c, n_c, 0.0, 0.0, 0.0, limit, effect * target, fail_alpha, pass_alpha)
+        metric = f"share slower than {bound:g}s"
+        text = _wording(
+            decision,
+            _identity,
+            what=f"{slo.label} ~{histograms.quantile(cand, slo.quantile):.3g}s; {metric}",
+            stable=0.0,
+            limit_text=f"{slo.label} within the first bucket ({bound:g}s), where every stable"
+            " request is: finer differences are below what the buckets resolve",
+            samples_text=_samples(n_c, n_s, "requests"),
+            fail_alpha=fail_alpha,
+            pass_alpha=pass_alpha,
+        )
+        return _check(
+            "vs stable", metric, decision, _identity, stable=0.0, n_c=n_c, n_s=n_s, message=text
         )
 
     def _latency_ceiling(
