@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e.dataplane import ANNOTATION_ERROR_RATE, DataPlane
+from e2e.dataplane import ANNOTATION_ERROR_RATE, ON_FAKE_NODES, DataPlane
 from kubernetes import client
 
 from slipway.analysis.judges.queries import error_rate_queries
@@ -56,7 +56,10 @@ def _deployment(release: str, replicas: int) -> dict[str, Any]:
             "selector": {"matchLabels": {c.LABEL_MODEL: MODEL, c.LABEL_RELEASE: release}},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "server", "image": "example.invalid/fraud:1"}]},
+                "spec": {
+                    "containers": [{"name": "server", "image": "example.invalid/fraud:1"}],
+                    **ON_FAKE_NODES,
+                },
             },
         },
     }
