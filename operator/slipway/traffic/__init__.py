@@ -13,12 +13,19 @@ from typing import Final
 
 from slipway.api.phases import Router, Strategy
 from slipway.traffic import replicas
-from slipway.traffic.base import Capability
+from slipway.traffic.base import Capability, Place, Placement
+
+__all__ = ["NEEDS", "PLACERS", "ROUTERS", "Capability", "Place", "Placement", "refusal"]
 
 ROUTERS: Final[Mapping[Router, frozenset[Capability]]] = {
     Router.REPLICAS: replicas.CAPABILITIES,
 }
 """The routers this version carries, with what each can do."""
+
+PLACERS: Final[Mapping[Router, Place]] = {
+    Router.REPLICAS: replicas.place,
+}
+"""How each router gives a candidate its share of live requests."""
 
 NEEDS: Final[Mapping[Strategy, frozenset[Capability]]] = {
     Strategy.DIRECT: frozenset(),

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any, Final
 
 from slipway.api.models import ModelDeployment
-from slipway.kube.children import build_service
+from slipway.kube.children import build_deployment, build_service
 from slipway.kube.observe import DeploymentState
-from slipway.traffic.base import Capability
+from slipway.rollout.core import Action, ApplyObject, ScaleDeployment, Situation
+from slipway.rollout.outcomes import stable_deployment
+from slipway.traffic.base import Capability, Placement
 
 NAME: Final = "replicas"
 CAPABILITIES: Final = frozenset({Capability.WEIGHTS, Capability.SWITCH})
@@ -24,6 +26,28 @@ CAPABILITIES: Final = frozenset({Capability.WEIGHTS, Capability.SWITCH})
 def objects(model: ModelDeployment) -> list[dict[str, Any]]:
     """What the router keeps for a model whatever the rollout: its Service."""
     return [build_service(model)]
+
+
+def place(situation: Situation, model: ModelDeployment, weight: int) -> Placement:
+    """Give the candidate ``weight`` percent as its share of the model's ready pods."""
+    name = situation.release.metadata.name
+    own = situation.deployments.get(name)
+    stable = stable_deployment(situation, model)
+    candidate_pods, stable_pods = split_replicas(model.spec.replicas, weight)
+    actions: list[Action] = []
+    if own is None:
+        actions.append(ApplyObject(build_deployment(model, situation.release, candidate_pods)))
+    elif own.replicas != candidate_pods:
+        actions.append(ScaleDeployment(own.name, candidate_pods))
+    if stable is not None and stable.replicas != stable_pods:
+        actions.append(ScaleDeployment(stable.name, stable_pods))
+    reached = (
+        own is not None
+        and own.replicas == candidate_pods
+        and own.ready_replicas >= candidate_pods
+        and (stable is None or stable.replicas == stable_pods)
+    )
+    return Placement(actions, achieved_weight(own, stable), reached)
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:

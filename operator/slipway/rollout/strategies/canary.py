@@ -51,7 +51,8 @@ from slipway.rollout.outcomes import (
     roll_back,
     stable_deployment,
 )
-from slipway.traffic.replicas import achieved_weight, split_replicas
+from slipway.traffic import PLACERS
+from slipway.traffic.replicas import achieved_weight
 
 DEFAULT_STEPS = (CanaryStep(weight=25), CanaryStep(weight=50), CanaryStep(weight=75))
 
@@ -75,7 +76,6 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     name = release.metadata.name
     steps = steps_for(situation, model)
     settings = analysis_settings(model, situation.policy)
-    total = model.spec.replicas
     own = situation.deployments.get(name)
     stable = stable_deployment(situation, model)
     controls = read_controls(release.metadata.annotations)
@@ -105,17 +105,12 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         return promote(situation, status, model, actions, own, stable, controls.promote)
 
     desired = steps[status.step - 1].weight
-    candidate_replicas, stable_replicas = split_replicas(total, desired)
-    actions += size(situation, model, own, candidate_replicas, stable, stable_replicas)
+    placement = PLACERS[model.spec.router](situation, model, desired)
+    actions += placement.actions
     status.desired_weight = desired
-    status.weight = achieved_weight(own, stable)
+    status.weight = placement.achieved
     status.step_label = f"{status.step}/{len(steps)}"
-    reached = (
-        own is not None
-        and own.replicas == candidate_replicas
-        and own.ready_replicas >= candidate_replicas
-        and (stable is None or stable.replicas == stable_replicas)
-    )
+    reached = placement.reached
     if reached and status.weight_reached_at is None:
         status.weight_reached_at = now
     elif not reached and status.weight_reached_at is not None:
@@ -199,25 +194,6 @@ def _step_message(
     if not in_step or (status.weight_reached_at and in_step[-1].at <= status.weight_reached_at):
         return f"{head}, pause done; waiting for the first analysis at this weight"
     return f"{head}, pause done; waiting for evidence: {evidence_needed(status)}"
-
-
-def size(
-    situation: Situation,
-    model: ModelDeployment,
-    own: DeploymentState | None,
-    candidate_replicas: int,
-    stable: DeploymentState | None,
-    stable_replicas: int,
-) -> list[Action]:
-    """Actions that give the candidate and the stable the pod counts wanted."""
-    actions: list[Action] = []
-    if own is None:
-        actions.append(ApplyObject(build_deployment(model, situation.release, candidate_replicas)))
-    elif own.replicas != candidate_replicas:
-        actions.append(ScaleDeployment(own.name, candidate_replicas))
-    if stable is not None and stable.replicas != stable_replicas:
-        actions.append(ScaleDeployment(stable.name, stable_replicas))
-    return actions
 
 
 def promote(
