@@ -66,6 +66,7 @@ POD_LABEL_RELEASE: Final = "slipway.dev/release"
 SERVER_ENTRY: Final = "/app/model_server.py"  # where the image puts the server
 NO_ANSWER: Final = "no-answer"
 SAMPLES: Final = 2048
+PRESTOP_S: Final = 2  # seconds a terminating pod keeps serving while kube-proxy drops it
 
 
 @dataclass(frozen=True)
@@ -139,13 +140,17 @@ def pod_template(
         "metadata": {"labels": {"team": "risk"}},
         "spec": {
             "nodeSelector": dict(NODE_SELECTOR),
-            "terminationGracePeriodSeconds": 2,
+            # Drain: a terminating pod leaves the endpoints at once, but kube-proxy needs a
+            # moment to drop it; the preStop sleep keeps it answering meanwhile, then SIGTERM
+            # stops the server (it exits on SIGTERM), well inside the grace period.
+            "terminationGracePeriodSeconds": 2 + PRESTOP_S + 3,
             "containers": [
                 {
                     "name": "server",
                     "image": image,
                     "imagePullPolicy": "Never",
                     "command": ["/bin/sh", "-c", launcher(faults or {})],
+                    "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_S)]}}},
                     "env": [
                         {"name": "PORT", "value": str(port)},
                         {"name": "SEED", "value": str(DEFAULT_SEED)},
@@ -340,6 +345,8 @@ class ServiceLoad:
         self._index = itertools.count()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
+        """Answers by version since start (``take()`` does not reset these)."""
         self.errors: Counter[str] = Counter()
         self._stop = threading.Event()
         self._tickets = threading.Semaphore(0)
@@ -384,6 +391,7 @@ class ServiceLoad:
             who = self._one()
             with self._lock:
                 self._counts[who] += 1
+                self.totals[who] += 1
 
     def _one(self) -> str:
         features, label = self._samples[next(self._index) % len(self._samples)]
@@ -438,3 +446,99 @@ def hang(pod: str) -> int:
 
 def resume(pid: int) -> None:
     os.kill(pid, signal.SIGCONT)
+
+
+# --- the whole plane, for scenarios and the demo -------------------------------------------
+
+
+class RealPlane:
+    """Prometheus by discovery plus load through one model's Service, stopped together.
+
+    What e2e/dataplane.py's ``DataPlane`` is to the fake nodes: ``start()`` starts the
+    Prometheus (discovery keeps running across ``kill_prometheus``/``restart_prometheus``, the
+    outage the operator must hold or roll back through); ``serve(model)`` waits for the
+    model's Service and kube-proxy's rules, then sends the load; ``stop()`` stops both.
+    """
+
+    def __init__(
+        self,
+        prometheus_binary: str,
+        kubeconfig: str,
+        namespace: str,
+        node: RealNode,
+        rps: float = 60.0,
+        workers: int = 16,
+    ) -> None:
+        self.namespace, self.rps, self.workers = namespace, rps, workers
+        self.core = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+        self.prometheus = PodPrometheus(prometheus_binary, kubeconfig, namespace, node)
+        self.load: ServiceLoad | None = None
+
+    def start(self) -> RealPlane:
+        self.prometheus.start()
+        return self
+
+    def stop(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+        self.prometheus.stop()
+
+    def __enter__(self) -> RealPlane:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url
+
+    def serve(self, model: str = "fraud", timeout: float = 60) -> ServiceLoad:
+        """Start the load on ``model``'s Service once kube-proxy programmed its ClusterIP."""
+        deadline = time.monotonic() + timeout
+        ip = ""
+        while time.monotonic() < deadline:
+            try:
+                ip = self.core.read_namespaced_service(model, self.namespace).spec.cluster_ip
+            except client.exceptions.ApiException:
+                ip = ""
+            if ip and programmed(ip):
+                self.load = ServiceLoad(ip, 8080, rps=self.rps, workers=self.workers).start()
+                return self.load
+            time.sleep(0.5)
+        raise TimeoutError(f"Service {self.namespace}/{model} not programmed in {timeout}s ({ip})")
+
+    def wait_scraped(self, release: str, pods: int, timeout: float = 30) -> None:
+        """Until Prometheus scrapes ``pods`` pods of ``release`` (found by discovery)."""
+        promql = f'up{{namespace="{self.namespace}",release="{release}"}} == 1'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if len(self.prometheus.query(promql)) >= pods:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"Prometheus did not scrape {pods} pods of {release} in {timeout}s")
+
+    def kill_prometheus(self) -> None:
+        """SIGKILL Prometheus: an outage, as the operator sees it."""
+        self.prometheus.server.kill()
+
+    def restart_prometheus(self) -> None:
+        """Start Prometheus again on the same port, config and storage."""
+        self.prometheus.server.start()
+
+    def answered(self) -> Counter[str]:
+        """Answers by version since the load started."""
+        return Counter(self.load.totals) if self.load is not None else Counter()
+
+    def describe(self) -> str:
+        """Answers, errors and Prometheus's log tail, for failure reports."""
+        totals, errors = (self.load.totals, self.load.errors) if self.load else ({}, {})
+        lines = [
+            f"answers {dict(totals)}; errors {dict(errors)}",
+            "--- prometheus log:",
+            self.prometheus.server.log_tail(),
+        ]
+        return "\n".join(lines)

@@ -1,28 +1,85 @@
-"""E2e tier wiring: a real Prometheus binary, and data planes that always stop.
+"""E2e tier wiring: the real node and its image, and data planes that always stop.
 
 The cluster fixtures (``kubeconfig``, ``api``, ``namespace``) come from tests/conftest.py.
-A data plane starts processes (model servers, Prometheus); the factory stops every one it
-made when the test ends, pass or fail, and a failed test's report carries the data plane's
-timeline and log tails, since its temp files are gone by the time anyone reads it.
+The scenarios run on real pods (``realplane``: e2e/realplane.py, the real node of
+SLIPWAY_REAL_NODE=1); they are skipped without the real node, and under CI=true with
+SLIPWAY_REAL_NODE=1 a missing node fails them. ``dataplane`` is the simulated plane
+(e2e/dataplane.py) that test_dataplane.py still tests. A plane starts processes (Prometheus,
+load, model servers); the factory stops every one it made when the test ends, pass or fail,
+and a failed test's report carries what the plane saw, since its temp files are gone by the
+time anyone reads it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from e2e.dataplane import DataPlane
+from e2e.realplane import RealNode, RealPlane, import_image, real_node
+from kubernetes import client
 
 MakeDataPlane = Callable[..., DataPlane]
-_PLANES = pytest.StashKey[list[tuple[DataPlane, list[str]]]]()
+MakeRealPlane = Callable[..., RealPlane]
+_PLANES = pytest.StashKey[list[tuple[DataPlane | RealPlane, list[str]]]]()
+REAL_NODE = os.environ.get("SLIPWAY_REAL_NODE") == "1"
+MUST_RUN = REAL_NODE and os.environ.get("CI") == "true"
 
 
 @pytest.fixture(autouse=True)
 def _stable_invariant(request: pytest.FixtureRequest) -> None:
     """Every e2e scenario is held to the stable-serving invariant (tests/invariants.py)."""
     request.getfixturevalue("stable_kept")
+
+
+@pytest.fixture(scope="session")
+def node(api: client.ApiClient) -> RealNode:
+    """The real node, or a skip (a failure under CI=true with SLIPWAY_REAL_NODE=1)."""
+    why = "real node not enabled: run with SLIPWAY_REAL_NODE=1 (as root) for real pods"
+    found = real_node(api) if REAL_NODE else None
+    if REAL_NODE and found is None:
+        why = "the cluster has no node labelled slipway.dev/node=real"
+    if found is None:
+        if MUST_RUN:
+            pytest.fail(f"CI=true and SLIPWAY_REAL_NODE=1, but {why}")
+        pytest.skip(why)
+    return found
+
+
+@pytest.fixture(scope="session")
+def image(node: RealNode) -> str:
+    """The model-server image, built from the current sources (cached) and imported."""
+    return import_image()
+
+
+@pytest.fixture
+def realplane(
+    request: pytest.FixtureRequest,
+    kubeconfig: str,
+    namespace: str,
+    prometheus_binary: str,
+    node: RealNode,
+) -> Iterator[MakeRealPlane]:
+    """``realplane(namespace=None, **RealPlane kwargs)`` starts Prometheus finding the pods
+    of a namespace (default: the test's); ``plane.serve()`` then sends the load through the
+    model's Service. All are stopped at teardown, before the namespace is deleted."""
+    planes = request.node.stash.setdefault(_PLANES, [])
+
+    def make(target_namespace: str | None = None, **kwargs: Any) -> RealPlane:
+        plane = RealPlane(
+            prometheus_binary, kubeconfig, target_namespace or namespace, node, **kwargs
+        )
+        planes.append((plane, []))
+        return plane.start()
+
+    try:
+        yield make
+    finally:
+        for plane, _ in planes:
+            plane.stop()
 
 
 @pytest.fixture
@@ -57,7 +114,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    none: list[tuple[DataPlane, list[str]]] = []
+    none: list[tuple[DataPlane | RealPlane, list[str]]] = []
     planes = item.stash.get(_PLANES, none)
     for i, (plane, lines) in enumerate(planes):
         report.sections.append((f"data plane {i} log", "\n".join(lines[-80:])))

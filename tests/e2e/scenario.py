@@ -26,10 +26,18 @@ KNOB_LATENCY = "e2e.slipway.dev/inject-latency-ms"
 KNOB_ERRORS = "e2e.slipway.dev/inject-error-rate"
 RPS = 100.0
 """Requests per second of every scenario's data plane (the demo's traffic)."""
+REAL_RPS = 80.0
+"""Through the real Service: each request a new connection through kube-proxy to a pod."""
 
 
-def fast_model(namespace: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
-    """The demo's ModelDeployment with short steps, windows and analysis interval."""
+def fast_model(
+    namespace: str, prometheus_url: str, template: dict[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """The demo's ModelDeployment with short steps, windows and analysis interval.
+
+    With ``template`` (e2e/realplane.py's ``pod_template``) its pods are real model servers on
+    the real node; without it they are kwok fakes for the simulated data plane.
+    """
     body: dict[str, Any] = yaml.safe_load((MANIFESTS / "fraud-model.yaml").read_text())
     body["metadata"]["namespace"] = namespace
     body["spec"].update(
@@ -54,6 +62,9 @@ def fast_model(namespace: str, prometheus_url: str, **spec: Any) -> dict[str, An
             # lets the error rate (~400 requests) set the pace.
             slo["threshold"] = {"maxDecrease": 0.25, "relative": "absolute"}
     body["spec"].update(spec)
+    if template is not None:
+        body["spec"]["template"] = template
+        return body
     return on_fake_nodes(body)
 
 

@@ -1,7 +1,9 @@
-"""Canaries gated by a real Prometheus, on the real cluster, with the simulated data plane.
+"""Canaries gated by a real Prometheus, on real model-server pods behind the real Service.
 
-Model servers run as local processes (kwok pods run no containers), Prometheus
-scrapes them, and traffic follows the ready pods the operator set.
+Each release's pods run the model-server image on the real node (e2e/realplane.py), with
+faults set per release in the pod template; Prometheus finds them by Kubernetes discovery;
+the load goes to the Service's ClusterIP, so the candidate's share is what kube-proxy does
+with the ready endpoints. Skipped without the real node (tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
@@ -9,25 +11,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from e2e.realplane import Faults, pod_template
 from kubernetes import client
 
 from slipway.api import constants as c
 from tests.cluster import Cluster
-from tests.e2e.conftest import MakeDataPlane
-from tests.e2e.scenario import KNOB_ERRORS, KNOB_LATENCY, RPS, Watcher, fast_model, release
+from tests.e2e.conftest import MakeRealPlane
+from tests.e2e.scenario import REAL_RPS, Watcher, fast_model, release
 from tests.kube import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def test_good_canary_is_promoted_and_regression_rolled_back(
-    api: client.ApiClient, namespace: str, operator: Path, dataplane: MakeDataPlane
+    api: client.ApiClient, namespace: str, operator: Path, realplane: MakeRealPlane, image: str
 ) -> None:
-    plane = dataplane(rps=RPS)
+    plane = realplane(rps=REAL_RPS)
     k = Cluster(api, namespace)
+    template = pod_template(image, {"fraud-v3": Faults(error_rate=0.5)})
     k.start_stable(
-        fast_model(namespace, plane.prometheus_url), release(namespace, "fraud-v1", "v1")
+        fast_model(namespace, plane.prometheus_url, template),
+        release(namespace, "fraud-v1", "v1"),
     )
+    plane.serve()
+    plane.wait_scraped("fraud-v1", 4)
 
     with Watcher(api, namespace, "fraud-v2", "fraud-fraud-v1") as watch:
         k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v2", "v2", strategy="canary"))
@@ -51,8 +58,7 @@ def test_good_canary_is_promoted_and_regression_rolled_back(
     assert passes, "promotion needs passing analysis"
     slo = passes[-1]["slos"][0]
     assert slo["value"] is not None and slo["threshold"]
-    counts = plane.counts()
-    assert counts["fraud-v2"].sent > 50, "the candidate took real traffic"
+    assert plane.answered()["v2"] > 50, "the candidate took real traffic"
     # Promotion restarted nothing: the candidate's pods from the 50 % step still run.
     pods_now = {
         p.metadata.uid
@@ -65,7 +71,7 @@ def test_good_canary_is_promoted_and_regression_rolled_back(
 
     k.create(
         c.PLURAL_RELEASE,
-        release(namespace, "fraud-v3", "v3", annotations={KNOB_ERRORS: "0.5"}, strategy="canary"),
+        release(namespace, "fraud-v3", "v3", strategy="canary"),
     )
     rolled = k.wait_phase("fraud-v3", "RolledBack", timeout=90)
     # The sequential judge: a Fail is evidence beyond the tolerance, named in the message.
@@ -86,17 +92,18 @@ def test_good_canary_is_promoted_and_regression_rolled_back(
 
 
 def test_latency_regression_relative_to_stable_is_rolled_back(
-    api: client.ApiClient, namespace: str, operator: Path, dataplane: MakeDataPlane
+    api: client.ApiClient, namespace: str, operator: Path, realplane: MakeRealPlane, image: str
 ) -> None:
-    plane = dataplane(rps=RPS)
+    plane = realplane(rps=REAL_RPS)
     k = Cluster(api, namespace)
+    template = pod_template(image, {"fraud-v2": Faults(latency_ms=120)})
     k.start_stable(
-        fast_model(namespace, plane.prometheus_url), release(namespace, "fraud-v1", "v1")
+        fast_model(namespace, plane.prometheus_url, template),
+        release(namespace, "fraud-v1", "v1"),
     )
-    k.create(
-        c.PLURAL_RELEASE,
-        release(namespace, "fraud-v2", "v2", annotations={KNOB_LATENCY: "120"}, strategy="canary"),
-    )
+    plane.serve()
+    plane.wait_scraped("fraud-v1", 4)
+    k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v2", "v2", strategy="canary"))
     rolled = k.wait_phase("fraud-v2", "RolledBack", timeout=90)
     # 120 ms stays under the absolute 250 ms ceiling: only the comparison with the stable fails.
     assert "SLO latency-p95" in rolled["message"], rolled["message"]

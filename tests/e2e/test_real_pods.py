@@ -31,10 +31,8 @@ from e2e.realplane import (
     RealNode,
     ServiceLoad,
     hang,
-    import_image,
     pod_template,
     programmed,
-    real_node,
     resume,
 )
 from kubernetes import client
@@ -44,7 +42,6 @@ from tests.cluster import Cluster, model_body, release_body
 from tests.kube import wait_for
 
 ENABLED = os.environ.get("SLIPWAY_REAL_NODE") == "1"
-MUST_RUN = ENABLED and os.environ.get("CI") == "true"
 RPS = 60.0
 SETTLE_S = 2  # seconds after a weight change before its traffic counts (endpoints, kube-proxy)
 
@@ -77,22 +74,6 @@ SLOS: list[dict[str, Any]] = [
         "threshold": {"maxDecrease": 0.25, "relative": "absolute"},
     },
 ]
-
-
-@pytest.fixture(scope="module")
-def node(api: client.ApiClient) -> RealNode:
-    found = real_node(api)
-    if found is None:
-        why = "the cluster has no node labelled slipway.dev/node=real"
-        if MUST_RUN:
-            pytest.fail(f"CI=true and SLIPWAY_REAL_NODE=1, but {why}")
-        pytest.skip(why)
-    return found
-
-
-@pytest.fixture(scope="module")
-def image(node: RealNode) -> str:
-    return import_image()
 
 
 @pytest.fixture
