@@ -35,6 +35,19 @@ def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
+def grown(before: dict[str, float], after: dict[str, float], metric: str, label: str) -> str:
+    """How much each series of a counter grew, by one label's value: ``a 3, b 1``."""
+    marker = label + '="'
+    parts = []
+    for key in sorted(after):
+        if key.startswith(metric + "{") and marker in key:
+            delta = after[key] - before.get(key, 0.0)
+            value = key.split(marker)[1].split('"')[0]
+            if delta:
+                parts.append(f"{value} {delta:.0f}")
+    return ", ".join(parts) or "none"
+
+
 class Bench:
     def __init__(self, api: client.ApiClient, namespace: str, plane: DataPlane, port: int) -> None:
         self.api, self.ns, self.plane, self.port = api, namespace, plane, port
@@ -188,6 +201,10 @@ def main() -> int:
             say(
                 f"  Kubernetes API writes {writes:.0f} for {steps} steps + promotion:"
                 f" {writes / (steps + 1):.1f} per step"
+            )
+            say(f"  writes by call: {grown(before, after, 'slipway_kube_writes_total', 'call')}")
+            say(
+                f"  reconcile passes: {grown(before, after, 'slipway_reconciles_total', 'outcome')}"
             )
 
             say("idle: nothing in flight for 20s")
