@@ -2,9 +2,13 @@
 
 All rollout state lives in ModelRelease status, so a new operator process
 resumes the same step; a failed release is never promoted; the stable never
-loses its pods. A Prometheus outage gives inconclusive verdicts, never a
+loses its ready pods. A Prometheus outage gives inconclusive verdicts, never a
 promotion; when it returns the rollout continues; past the limit the
 configured action happens.
+
+Both run on real model-server pods behind the real Service (e2e/realplane.py): the stable's
+ready pods are what the kubelet's readiness probes say, and the outage is the SIGKILL of the
+Prometheus that discovers and scrapes those pods. Skipped without the real node.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from typing import Any
 
 import pytest
 from e2e.operator_process import OperatorProcess
+from e2e.realplane import Faults, pod_template
 from kubernetes import client
 
 from slipway.api import constants as c
 from tests import kube
 from tests.cluster import Cluster
-from tests.e2e.conftest import MakeDataPlane
-from tests.e2e.scenario import KNOB_ERRORS, RPS, Watcher, fast_model, release
+from tests.e2e.conftest import MakeRealPlane
+from tests.e2e.scenario import REAL_RPS, Watcher, fast_model, release
 from tests.kube import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -62,12 +67,19 @@ def kill_during(
 
 
 def test_sigkill_at_random_moments_resumes_same_step(
-    api: client.ApiClient, kubeconfig: str, dataplane: MakeDataPlane, tmp_path: Path
+    api: client.ApiClient,
+    kubeconfig: str,
+    realplane: MakeRealPlane,
+    image: str,
+    tmp_path: Path,
 ) -> None:
     rng = random.Random(20261125)
     kills: list[dict[str, Any]] = []
+    # A mild regression (10 % errors against a 2-point tolerance) takes the sequential
+    # judge about a hundred candidate requests to prove, so the kills land mid-analysis too.
+    template = pod_template(image, {"fraud-v3": Faults(error_rate=0.1)})
     with kube.namespace(api, prefix="slipway-fault") as namespace:
-        plane = dataplane(namespace, rps=RPS)
+        plane = realplane(namespace, rps=REAL_RPS)
         k = Cluster(api, namespace)
         op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
         try:
@@ -75,10 +87,14 @@ def test_sigkill_at_random_moments_resumes_same_step(
             steps = [{"weight": w, "pause": "8s"} for w in (20, 40, 60, 80)]
             k.create(
                 c.PLURAL_DEPLOYMENT,
-                fast_model(namespace, plane.prometheus_url, replicas=5, canary={"steps": steps}),
+                fast_model(
+                    namespace, plane.prometheus_url, template, replicas=5, canary={"steps": steps}
+                ),
             )
             k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v1", "v1"))
             k.wait_phase("fraud-v1", "Succeeded")
+            plane.serve()
+            plane.wait_scraped("fraud-v1", 5)
 
             with Watcher(api, namespace, "fraud-v2", "fraud-fraud-v1") as good:
                 k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v2", "v2", strategy="canary"))
@@ -87,12 +103,7 @@ def test_sigkill_at_random_moments_resumes_same_step(
             assert good.steps == sorted(good.steps), f"a step went backwards: {good.steps}"
             assert good.min_stable_ready >= 1, "the stable lost its pods"
 
-            # A mild regression (10 % errors against a 2-point tolerance) takes the
-            # sequential judge about a hundred candidate requests to prove, so the
-            # kills land mid-analysis too.
-            bad_release = release(
-                namespace, "fraud-v3", "v3", annotations={KNOB_ERRORS: "0.1"}, strategy="canary"
-            )
+            bad_release = release(namespace, "fraud-v3", "v3", strategy="canary")
             with Watcher(api, namespace, "fraud-v3", "fraud-fraud-v2") as bad:
                 k.create(c.PLURAL_RELEASE, bad_release)
                 final = kill_during(k, op, "fraud-v3", rng, kills, most=KILLS)
@@ -109,9 +120,9 @@ def test_sigkill_at_random_moments_resumes_same_step(
 
 
 def test_prometheus_outage_holds_then_resumes_and_limit_rolls_back(
-    api: client.ApiClient, namespace: str, operator: Path, dataplane: MakeDataPlane
+    api: client.ApiClient, namespace: str, operator: Path, realplane: MakeRealPlane, image: str
 ) -> None:
-    plane = dataplane(rps=RPS)
+    plane = realplane(rps=REAL_RPS)
     k = Cluster(api, namespace)
     analysis = {
         "interval": "2s",
@@ -120,9 +131,11 @@ def test_prometheus_outage_holds_then_resumes_and_limit_rolls_back(
         "onInconclusive": "hold",
     }
     k.start_stable(
-        fast_model(namespace, plane.prometheus_url, analysis=analysis),
+        fast_model(namespace, plane.prometheus_url, pod_template(image), analysis=analysis),
         release(namespace, "fraud-v1", "v1"),
     )
+    plane.serve()
+    plane.wait_scraped("fraud-v1", 4)
 
     k.create(c.PLURAL_RELEASE, release(namespace, "fraud-v2", "v2", strategy="canary"))
     wait_for(
