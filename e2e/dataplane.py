@@ -1,5 +1,10 @@
 """A simulated data plane: real model servers and a real Prometheus behind a fake cluster.
 
+Kept only where a real pod cannot serve: a cluster without the real node (SLIPWAY_REAL_NODE=0,
+or not root: kubelet and containerd need root), where `make demo` falls back to it, and
+`make bench`, whose releases run on kwok's fake nodes. The e2e scenarios and, with the real
+node, the demo run real pods instead (e2e/realplane.py).
+
 The local cluster's pods are kwok fakes: no container ever runs, so nothing would serve the
 traffic Slipway's SLOs measure. This module supplies what the pods would: for every release
 Deployment of Slipway's with ready pods it runs the example model server

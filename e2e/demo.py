@@ -1,23 +1,31 @@
 """The `make demo` story: a stable v1, a canary v2 that is promoted, a canary v3 rolled back.
 
-Everything runs for real except the pods' containers: the local cluster
-(real API server, kwok nodes), the operator, Prometheus, and one model-server
-process per release fed by a load generator that follows the weights the
-operator set (see README: the data plane is simulated on kwok). The script
-prints a timeline, with the evidence each SLO verdict rests on (samples so far and
-needed, the confidence bound and its limit), and ends with ``kubectl get slipway -A -o wide``.
+With the real node (SLIPWAY_REAL_NODE=1, which `make` sets when run as root) nothing is
+simulated: each release runs the model-server image as pods on the real node, Prometheus
+finds them through the API server, and the load goes to the model's Service ClusterIP
+through kube-proxy (e2e/realplane.py). The timeline shows, next to the weight the operator
+set, the split the model servers actually answered at that weight. v3's +300 ms latency is
+set for the release ``fraud-v3`` in the pod template.
+
+Without a real node (not root, or SLIPWAY_REAL_NODE=0) the cluster's pods are kwok fakes
+that run nothing, so the demo falls back to the simulated data plane (e2e/dataplane.py:
+one model-server process per release on 127.0.0.1, traffic split by the ready pods) and
+says so. The script prints the evidence each SLO verdict rests on (samples so far and
+needed, the confidence bound and its limit) and ends with ``kubectl get slipway -A -o wide``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from kubernetes import client
@@ -27,6 +35,7 @@ from tests.prometheus.server import find_prometheus
 
 from e2e.dataplane import DataPlane, on_fake_nodes
 from e2e.operator_process import OperatorProcess
+from e2e.realplane import NO_ANSWER, Faults, RealPlane, import_image, pod_template, real_node
 from slipway.api import constants as c
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,21 +147,78 @@ def last_slos(status: dict[str, Any]) -> str:
     return f"{last['verdict']}: " + "; ".join(evidence(slo) for slo in last.get("slos") or [])
 
 
+class Traffic(Protocol):
+    def line(self, version: str, weight: int | None) -> str: ...
+
+
+class SimulatedTraffic:
+    """The simulated plane's own account: weights it split by, requests per release."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    def line(self, version: str, weight: int | None) -> str:
+        return f"traffic {self.plane.snapshot().line()}"
+
+
+class ObservedTraffic:
+    """Answers counted per model version while the operator reported one weight.
+
+    Counting starts afresh whenever the weight changes, so each line compares the weight
+    the operator set with the share of answers the candidate's pods actually gave since.
+    """
+
+    def __init__(self, plane: RealPlane) -> None:
+        self.plane = plane
+        self.key: tuple[str, int | None] | None = None
+        self.counts: Counter[str] = Counter()
+
+    def line(self, version: str, weight: int | None) -> str:
+        load = self.plane.load
+        if load is None:
+            return "observed: no load yet (it starts once the stable serves)"
+        fresh = load.take()
+        if (version, weight) == self.key:
+            self.counts.update(fresh)
+            return self._summary("")
+        # The weight changed: the traffic since the last look may straddle it, so it is
+        # dropped; the last step's whole count is shown once more, then counting restarts.
+        done = self._summary("whole step ") if sum(self.counts.values()) else ""
+        old = self.key
+        self.key, self.counts = (version, weight), Counter()
+        moved = f"counting afresh at weight {weight or 0}%"
+        return f"{done}; {moved}" if done and old and old[0] == version else moved
+
+    def _summary(self, what: str) -> str:
+        if self.key is None:
+            return ""
+        version, weight = self.key
+        n = sum(v for who, v in self.counts.items() if who != NO_ANSWER)
+        share = 100.0 * self.counts[version] / n if n else 0.0
+        answers = ", ".join(f"{who} {v}" for who, v in sorted(self.counts.items()))
+        return (
+            f"observed {what}at weight {weight or 0}%: {version} answered {share:.1f}% of {n}"
+            f" requests through the Service ({answers})"
+        )
+
+
 def follow(
-    custom: client.CustomObjectsApi, plane: DataPlane, name: str, until: set[str]
+    custom: client.CustomObjectsApi, traffic: Traffic, name: str, until: set[str]
 ) -> dict[str, Any]:
     """Print a timeline line whenever something changes, until a phase in ``until``."""
     shown = ""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = status_of(custom, name)
+        version = str(status.get("version") or name.rsplit("-", 1)[-1])
+        observed = traffic.line(version, status.get("weight"))
         line = (
             f"{name}: {status.get('phase', '-'):<11} step {status.get('stepLabel', '-'):<9}"
             f" weight {status.get('weight', 0):>3}% | {last_slos(status)}"
         )
         if line != shown:
             say(line)
-            say(f"    traffic {plane.snapshot().line()}")
+            say(f"    {observed}")
             shown = line
         if status.get("phase") in until:
             return status
@@ -180,54 +246,74 @@ def main() -> int:
 
     STATE.mkdir(parents=True, exist_ok=True)
     operator_log = STATE / "demo-operator.log"
-    with DataPlane(kubeconfig, NAMESPACE, prometheus, rps=RPS) as plane:
-        say(f"data plane up: Prometheus at {plane.prometheus_url}, model servers on 127.0.0.1")
+    node = real_node(api)
+    model = load("fraud-model.yaml")
+    with contextlib.ExitStack() as stack:
+        real: RealPlane | None = None
+        traffic: Traffic
+        if node is not None:
+            say(f"real node {node.name}: building (cached) and importing the model-server image")
+            image = import_image()
+            # v3's fault is set for that release in the (shared) pod template.
+            model["spec"]["template"] = pod_template(image, {"fraud-v3": Faults(latency_ms=300)})
+            real = stack.enter_context(RealPlane(prometheus, kubeconfig, NAMESPACE, node, rps=RPS))
+            prometheus_url, traffic = real.prometheus_url, ObservedTraffic(real)
+            say(
+                f"real pods on {node.name}: Prometheus at {prometheus_url} finds them through"
+                " the API server; the load goes to the Service's ClusterIP (kube-proxy)"
+            )
+        else:
+            say(
+                "no real node (run `make demo` as root, SLIPWAY_REAL_NODE=1): the pods are kwok"
+                " fakes, so model servers run as local processes (simulated data plane)"
+            )
+            model = on_fake_nodes(model)
+            plane = stack.enter_context(DataPlane(kubeconfig, NAMESPACE, prometheus, rps=RPS))
+            prometheus_url, traffic = plane.prometheus_url, SimulatedTraffic(plane)
+            say(f"data plane up: Prometheus at {prometheus_url}, model servers on 127.0.0.1")
         operator_log.unlink(missing_ok=True)
         operator = OperatorProcess(
-            kubeconfig, [NAMESPACE], operator_log, prometheus_url=plane.prometheus_url
+            kubeconfig, [NAMESPACE], operator_log, prometheus_url=prometheus_url
         ).start()
-        try:
-            say(f"operator running (log {operator_log})")
-            model = on_fake_nodes(load("fraud-model.yaml"))
-            custom.create_namespaced_custom_object(
-                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_DEPLOYMENT, model
-            )
-            base = load("fraud-v1.yaml")
-            say("1) first release fraud-v1: nothing to protect, it becomes stable once available")
-            custom.create_namespaced_custom_object(
-                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, base
-            )
-            follow(custom, plane, "fraud-v1", {"Succeeded", "Failed"})
-            time.sleep(8)  # let v1 build up a baseline in Prometheus
+        stack.callback(operator.stop)
+        say(f"operator running (log {operator_log})")
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_DEPLOYMENT, model
+        )
+        base = load("fraud-v1.yaml")
+        say("1) first release fraud-v1: nothing to protect, it becomes stable once available")
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, base
+        )
+        follow(custom, traffic, "fraud-v1", {"Succeeded", "Failed"})
+        if real is not None:
+            real.serve()
+            say(f"load: {RPS:g} requests/s to the Service fraud, one connection each")
+            real.wait_scraped("fraud-v1", int(model["spec"]["replicas"]))
+        time.sleep(8)  # let v1 build up a baseline in Prometheus
 
-            say(
-                "timeline per SLO: verdict, n=candidate samples/~needed to decide, the"
-                " candidate's value, [lower, upper] bound valid at every look, and the limit"
-                " (latency: the share of requests slower than the stable's p95 bucket)"
-            )
-            say("2) canary fraud-v2: same quality, should pass every SLO and be promoted")
-            v2 = release_from(base, "fraud-v2", "v2", strategy="canary")
-            custom.create_namespaced_custom_object(
-                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, v2
-            )
-            v2_status = follow(custom, plane, "fraud-v2", {"Succeeded", "RolledBack", "Failed"})
-            time.sleep(8)
+        say(
+            "timeline per SLO: verdict, n=candidate samples/~needed to decide, the"
+            " candidate's value, [lower, upper] bound valid at every look, and the limit"
+            " (latency: the share of requests slower than the stable's p95 bucket)"
+        )
+        say("2) canary fraud-v2: same quality, should pass every SLO and be promoted")
+        v2 = release_from(base, "fraud-v2", "v2", strategy="canary")
+        custom.create_namespaced_custom_object(c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, v2)
+        v2_status = follow(custom, traffic, "fraud-v2", {"Succeeded", "RolledBack", "Failed"})
+        time.sleep(8)
 
-            say("3) canary fraud-v3: +300 ms latency injected, should be rolled back automatically")
-            v3 = release_from(
-                base,
-                "fraud-v3",
-                "v3",
-                strategy="canary",
-                annotations={"e2e.slipway.dev/inject-latency-ms": "300"},
-            )
-            custom.create_namespaced_custom_object(
-                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, v3
-            )
-            v3_status = follow(custom, plane, "fraud-v3", {"Succeeded", "RolledBack", "Failed"})
-            say(f"fraud-v3 verdict: {v3_status.get('message')}")
-        finally:
-            operator.stop()
+        say("3) canary fraud-v3: +300 ms latency injected, should be rolled back automatically")
+        v3 = release_from(
+            base,
+            "fraud-v3",
+            "v3",
+            strategy="canary",
+            annotations={"e2e.slipway.dev/inject-latency-ms": "300"},
+        )
+        custom.create_namespaced_custom_object(c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, v3)
+        v3_status = follow(custom, traffic, "fraud-v3", {"Succeeded", "RolledBack", "Failed"})
+        say(f"fraud-v3 verdict: {v3_status.get('message')}")
 
     kubectl = kube.cluster_bin() / "kubectl"
     shutil.rmtree(STATE / "kubectl-cache", ignore_errors=True)  # stale discovery hides CRDs

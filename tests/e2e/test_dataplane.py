@@ -1,6 +1,9 @@
 """The simulated data plane follows the real cluster: ready pods in, measured traffic out.
 
-Every canary scenario rests on this: if the data plane did not send a release the share its
+The canary and fault scenarios run on real pods now (e2e/realplane.py); the simulated plane
+stays where a real pod cannot serve: `make demo` on a machine without the real node (not
+root: kubelet and containerd need it) and `make bench`, whose releases run on kwok's fake
+nodes. Both rest on this: if the data plane did not send a release the share its
 ready pods give it, or Prometheus did not see that release's faults under the labels the SLO
 queries use, the e2e tier would test the harness instead of the operator. No operator runs
 here: the test makes Slipway-labelled Deployments by hand and scales them itself, so only
