@@ -3,8 +3,9 @@ and a real Envoy splits and mirrors real requests as the route says.
 
 Backends are Envoy Gateway `Backend` objects pointing at two HTTP servers on 127.0.0.1
 (this tier may have no real node; kube-apiserver refuses loopback EndpointSlices).
-Skipped unless the gateway binaries are cached (`bash e2e/gateway/gateway.sh prepare`,
-about 10 CPU-minutes once) or SLIPWAY_GATEWAY=1 asks to prepare them here.
+Runs only with SLIPWAY_GATEWAY=1 (it prepares the binaries if they are not cached: about
+8 minutes and 2.3 GB once): the gatewayAPI router is not part of `make test` yet, so a
+machine that happens to have the cache behaves like one that has not.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ ROUTE = "model"
 
 
 def _want_gateway() -> tuple[bool, str]:
-    ok, why = gateway.cached()
-    if ok or os.environ.get("SLIPWAY_GATEWAY") == "1":
-        return True, why
-    return False, f"Gateway data plane {why}; or set SLIPWAY_GATEWAY=1 to build it here"
+    if os.environ.get("SLIPWAY_GATEWAY") == "1":
+        return True, ""
+    return False, (
+        "the Envoy Gateway data plane is opt-in (SLIPWAY_GATEWAY=1) until the gatewayAPI"
+        " router is part of make test; building it takes about 8 minutes and 2.3 GB"
+    )
 
 
 _run, _why = _want_gateway()
