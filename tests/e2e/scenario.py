@@ -144,3 +144,18 @@ class Watcher:
         in_flight = [s[4] for s in self.samples if s[1] in ("Pending", "Progressing", "Paused")]
         assert in_flight, "the watcher saw no sample of the release in flight"
         return min(in_flight)
+
+
+def wait_end(k: Any, release: str, timeout: float) -> dict[str, Any]:
+    """Until ``release`` ends (Succeeded, RolledBack, Failed): its status. A timeout names
+    the last status seen (phase, step, message, the last analysis), not just "not yet"."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = k.release_status(release)
+        if status.get("phase") in ("Succeeded", "RolledBack", "Failed"):
+            return status
+        time.sleep(0.25)
+    last = {key: status.get(key) for key in ("phase", "step", "weight", "message")}
+    analysis = (status.get("analysis") or [None])[-1]
+    raise AssertionError(f"{release} did not end in {timeout}s: {last}; last analysis {analysis}")
