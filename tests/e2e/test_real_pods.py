@@ -138,7 +138,7 @@ def within(observed: float, weight: int, n: int) -> float:
     return max(3.0, 400 * math.sqrt(p * (1 - p) / n))
 
 
-def check_split(steps: list[Step], candidate: str, label: str) -> None:
+def check_split(steps: list[Step], candidate: str, label: str, min_answers: int = 100) -> None:
     assert steps, f"{label}: no steady step was observed"
     for s in steps:
         observed, n = s.share(candidate)
@@ -147,7 +147,7 @@ def check_split(steps: list[Step], candidate: str, label: str) -> None:
             f"{label} step {s.step}: operator weight {s.weight}%, observed {observed:.1f}% of "
             f"{n} answers (allowed ±{allowed:.1f}) {dict(s.counts)}"
         )
-        assert n >= 100, f"{label} step {s.step}: only {n} answers"
+        assert n >= min_answers, f"{label} step {s.step}: only {n} answers"
         assert abs(observed - s.weight) <= allowed, (label, s)
 
 
@@ -209,7 +209,9 @@ def test_canary_on_real_pods_promotes_good_and_rolls_back_bad(
         assert bad["phase"] == "RolledBack", rec.log
         assert "latency" in (bad.get("message") or ""), bad.get("message")
         print(f"bad v3 rolled back: {bad.get('message')}")
-        check_split(rec.steps, "v3", "bad v3")
+        # A 300 ms candidate is rolled back within seconds of its first step, so its step
+        # may see only a few dozen answers: the allowed distance widens with fewer.
+        check_split(rec.steps, "v3", "bad v3", min_answers=20)
         # Drained: once its pods are gone, no answer comes from v3.
         wait_for(lambda: not [p for p in pods(k, "fraud-v3")], timeout=30, what="v3 pods to go")
         time.sleep(SETTLE_S)
