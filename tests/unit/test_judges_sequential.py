@@ -329,7 +329,7 @@ def test_latency_without_a_stable_or_with_no_stable_tail() -> None:
     # The stable is below the buckets' resolution: the candidate is held to the first
     # bucket, and this one (a tail well beyond 0.05 s) is proven slower than that.
     assert judged.verdict is F, judged.message
-    assert "first bucket" in judged.message
+    assert "the buckets resolve no finer" in judged.message
 
 
 def test_latency_requests_only_in_the_inf_bucket_count_as_slow() -> None:
@@ -372,4 +372,33 @@ def test_a_stable_faster_than_the_first_bucket_still_lets_a_fast_candidate_pass(
         slo, Histogram(bounds, (100.0, 400.0, 700.0, 700.0, 700.0)), stable, budget
     )
     assert slow.verdict is Verdict.FAIL, slow.message
-    assert "first bucket" in slow.message
+    assert "the buckets resolve no finer" in slow.message
+
+
+@pytest.mark.parametrize(
+    ("stable_counts", "why"),
+    [
+        # Every stable request between 10 and 25 ms: the bound nearest its p95 is below its
+        # median and says nothing (a 240 ms candidate was promoted before this was handled).
+        ((0, 0, 3000, 3000, 3000, 3000, 3000), "concentrated inside one bucket"),
+        # p95 just under the first bound, a thin tail above it: the tolerance (x1.5) falls
+        # below the first bound, where the old check rested on extrapolation and dithered.
+        ((2980, 2990, 2995, 3000, 3000, 3000, 3000), "tolerance below the first bound"),
+    ],
+)
+def test_latency_at_the_buckets_resolution_fails_a_slow_candidate_and_passes_an_equal_one(
+    stable_counts: tuple[int, ...], why: str
+) -> None:
+    from slipway.analysis.judges import ErrorBudget, Histogram, LatencySLO, Tolerance, make_judge
+
+    bounds = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, float("inf"))
+    stable = Histogram(bounds, tuple(float(x) for x in stable_counts))
+    slo = LatencySLO("p95", 0.95, Tolerance(relative=0.5), None, 0.25)
+    budget = ErrorBudget().per_slo(3)
+    judge = make_judge("sequential")
+    equal = Histogram(bounds, tuple(x / 3.0 for x in stable.cumulative))
+    same = judge.latency(slo, equal, stable, budget)
+    assert same.verdict is Verdict.PASS, (why, same.message)
+    slow = Histogram(bounds, (0.0, 0.0, 0.0, 0.0, 0.0, 300.0, 300.0))  # every request ~240 ms
+    regressed = judge.latency(slo, slow, stable, budget)
+    assert regressed.verdict is Verdict.FAIL, (why, regressed.message)

@@ -519,12 +519,18 @@ class SequentialJudge:
         cand, base = histograms.common(candidate, stable)
         n_c, n_s = histograms.total(cand), histograms.total(base)
         index = tail_bucket(base, slo.quantile)
+        first_bound = next((b for b in base.bounds[:-1] if b > 0), None)
         if index is None:
-            return self._below_resolution(slo, cand, base, fail_alpha, pass_alpha)
+            return self._at_resolution(slo, cand, base, fail_alpha, pass_alpha)
         bound = base.bounds[index]
         bad_s = histograms.slower_than(base, index)
         stable_share = bad_s / n_s
         allowed_at = (bound - slo.tolerance.absolute) / (1.0 + slo.tolerance.relative)
+        if stable_share > 0.5 or (first_bound is not None and 0 < allowed_at < first_bound):
+            # The bound nearest the stable's quantile says nothing here: it is below the
+            # stable's median (a latency concentrated inside one bucket), or the tolerance
+            # falls below the first bucket and would rest on extrapolation.
+            return self._at_resolution(slo, cand, base, fail_alpha, pass_alpha)
         allowed = 1.0 if allowed_at <= 0 else histograms.tail_share_at(base, allowed_at)
         effect = max(allowed / stable_share - 1.0, slo.min_effect)
         bad_c = histograms.slower_than(cand, index)
@@ -559,21 +565,43 @@ class SequentialJudge:
         )
 
     @staticmethod
-    def _below_resolution(
+    def _at_resolution(
         slo: LatencySLO, cand: Histogram, base: Histogram, fail_alpha: float, pass_alpha: float
     ) -> Check:
-        """Every stable request is faster than the first bucket bound B: the stable's
-        quantile is below what the buckets resolve, and so is any tolerance on it. The
-        candidate is held to that floor: its quantile at or below B, i.e. at most
-        ``1 - quantile`` of its requests slower than B (widened by ``min_effect``)."""
+        """The buckets cannot place the stable's quantile finely enough to compare shares
+        near it (every stable request below the first bound, or all of them inside one
+        bucket). What they can say: the stable's quantile is at most the bound E of its
+        bucket, so the tolerance allows at most E*(1+relative)+absolute. The candidate is
+        held to the first bound B at or above that: at most ``1 - quantile`` of its requests
+        slower than B (widened by ``min_effect``). Lenient by less than a bucket, never
+        strict: a candidate within the tolerance is never failed for the buckets' sake."""
+        assert slo.tolerance is not None
         n_c, n_s = histograms.total(cand), histograms.total(base)
-        first = next((i for i, b in enumerate(cand.bounds[:-1]) if b > 0), None)
-        if first is None:
+        finite = [i for i, b in enumerate(base.bounds[:-1]) if b > 0]
+        if not finite:
             return _open("vs stable", f"{slo.label} latency", n_c, "no finite bucket bound")
-        bound = cand.bounds[first]
+        need = slo.quantile * n_s
+        edge = next((base.bounds[i] for i in finite if base.cumulative[i] >= need), None)
+        if edge is None:
+            return _open(
+                "vs stable",
+                f"{slo.label} latency",
+                n_c,
+                "the stable's quantile is beyond the last finite bucket bound",
+            )
+        ceiling = edge * (1.0 + slo.tolerance.relative) + slo.tolerance.absolute
+        index = next((i for i in finite if base.bounds[i] >= ceiling * (1 - 1e-9)), None)
+        if index is None:
+            return _open(
+                "vs stable",
+                f"{slo.label} latency",
+                n_c,
+                f"no finite bucket bound at or above {ceiling:.3g}s to hold the candidate to",
+            )
+        bound = base.bounds[index]
         target = 1.0 - slo.quantile
         effect = max(slo.min_effect, 0.1)
-        bad_c = histograms.slower_than(cand, first)
+        bad_c = histograms.slower_than(cand, index)
         limit = target * (1.0 + effect)
         decision = decide(bad_c, n_c, 0.0, 0.0, 0.0, limit, effect * target, fail_alpha, pass_alpha)
         metric = f"share slower than {bound:g}s"
@@ -581,15 +609,17 @@ class SequentialJudge:
             decision,
             _identity,
             what=f"{slo.label} ~{histograms.quantile(cand, slo.quantile):.3g}s; {metric}",
-            stable=0.0,
-            limit_text=f"{slo.label} within the first bucket ({bound:g}s), where every stable"
-            " request is: finer differences are below what the buckets resolve",
+            stable=histograms.slower_than(base, index) / n_s if n_s else 0.0,
+            limit_text=f"{slo.label} <= {bound:g}s: the stable's {slo.label} is at most"
+            f" {edge:g}s, and {slo.tolerance.describe('lower', 's')} at most {ceiling:.3g}s"
+            " (the buckets resolve no finer)",
             samples_text=_samples(n_c, n_s, "requests"),
             fail_alpha=fail_alpha,
             pass_alpha=pass_alpha,
         )
+        stable = histograms.slower_than(base, index) / n_s if n_s else 0.0
         return _check(
-            "vs stable", metric, decision, _identity, stable=0.0, n_c=n_c, n_s=n_s, message=text
+            "vs stable", metric, decision, _identity, stable=stable, n_c=n_c, n_s=n_s, message=text
         )
 
     def _latency_ceiling(
