@@ -50,8 +50,8 @@ PHASE_TRANSITIONS = Counter(
 )
 KUBE_WRITES = Counter(
     "slipway_kube_writes_total",
-    "Writes to the Kubernetes API, by call.",
-    ["call"],
+    "Writes to the Kubernetes API, by call and namespace.",
+    ["call", "namespace"],
     registry=REGISTRY,
 )
 METRIC_QUERIES = Counter(

@@ -132,5 +132,11 @@ def test_abort_before_the_switch_leaves_live_traffic_untouched(
     v1_pods = only_behind(api, k, "fraud-v1")
     slipway(kubeconfig, "abort", "fraud-v2", "-n", namespace)
     k.wait_phase("fraud-v2", "RolledBack")
-    assert endpoint_pods(api, namespace, "fraud") == v1_pods
     assert k.release_status("fraud-v2").get("switchedAt") is None
+    # Once the drained candidate's pods are gone, the very same v1 pods serve (at rest the
+    # Service selects the model again, so wait for the candidate's pods to leave first).
+    wait_for(
+        lambda: endpoint_pods(api, namespace, "fraud") == v1_pods,
+        timeout=CONVERGE_SECONDS,
+        what="only the untouched v1 pods behind the Service",
+    )

@@ -91,7 +91,7 @@ class KubeWriter:
     def apply(self, body: Mapping[str, Any]) -> None:
         """Server-side apply one object under Slipway's field manager."""
         kind, meta = body["kind"], body["metadata"]
-        self._count(f"apply/{kind}")
+        self._count(f"apply/{kind}", meta["namespace"])
         try:
             self._patcher(kind)(
                 meta["name"],
@@ -118,7 +118,7 @@ class KubeWriter:
 
         With ``uid``, only that very object: a newer one of the same name is left alone.
         """
-        self._count("delete/Deployment")
+        self._count("delete/Deployment", namespace)
         options = client.V1DeleteOptions(
             propagation_policy="Background",
             preconditions=client.V1Preconditions(uid=uid) if uid else None,
@@ -162,7 +162,7 @@ class KubeWriter:
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        self._count(f"patch/{plural}-status")
+        self._count(f"patch/{plural}-status", namespace)
         try:
             result = self.custom.patch_namespaced_custom_object_status(
                 c.GROUP,
@@ -179,7 +179,7 @@ class KubeWriter:
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         """Set replicas through the scale subresource: no other field, no pod restart."""
-        self._count("scale/Deployment")
+        self._count("scale/Deployment", namespace)
         try:
             self.apps.patch_namespaced_deployment_scale(
                 name,
@@ -214,12 +214,12 @@ class KubeWriter:
             last_timestamp=stamp,
             count=1,
         )
-        self._count("create/Event")
+        self._count("create/Event", namespace)
         try:
             self.core.create_namespaced_event(namespace, event)
         except ApiException as error:
             log.debug("event %s on %s/%s not posted: %s", reason, namespace, name, error.reason)
 
-    def _count(self, call: str) -> None:
+    def _count(self, call: str, namespace: str) -> None:
         self.writes[call] += 1
-        KUBE_WRITES.labels(call).inc()
+        KUBE_WRITES.labels(call, namespace).inc()

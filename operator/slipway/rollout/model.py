@@ -73,7 +73,11 @@ def decide_model(
     if status.active_release and (active is None or Phase(active.phase).is_terminal):
         status.active_release = None  # deleted or finished in flight: free the slot
     if status.serving and status.active_release is None:
-        others = [r for r, d in deployments.items() if r != status.serving and d.replicas > 0]
+        others = [
+            r
+            for r, d in deployments.items()
+            if r != status.serving and (d.replicas > 0 or d.ready_replicas > 0)
+        ]  # a drained release's pods must be gone before the Service selects the model again
         if not others:
             status.serving = None  # one release has pods: the Service need not pick
     request = pending_request(model)
