@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,17 @@ def test_oversized_body_and_unknown_paths(start_server: StartServer) -> None:
     too_long = {"Content-Length": str(ms.MAX_BODY_BYTES + 1)}
     status, body = call(server, "POST", "/predict", raw=b"{}", headers=too_long)
     assert status == 413 and "larger than" in body["error"]
-    assert value(server, "model_requests_total", code="413") == 1
+    # The server counts a request after answering it: give the counter a moment.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            counted = value(server, "model_requests_total", code="413")
+            break
+        except KeyError:
+            time.sleep(0.02)
+    else:
+        raise AssertionError("the 413 was never counted")
+    assert counted == 1
     assert call(server, "GET", "/nope")[0] == 404
     assert call(server, "GET", "/predict")[0] == 405
 
