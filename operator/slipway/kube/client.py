@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -86,7 +85,6 @@ class KubeWriter:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self.writes: Counter[str] = Counter()
 
     def apply(self, body: Mapping[str, Any]) -> None:
         """Server-side apply one object under Slipway's field manager."""
@@ -221,5 +219,4 @@ class KubeWriter:
             log.debug("event %s on %s/%s not posted: %s", reason, namespace, name, error.reason)
 
     def _count(self, call: str, namespace: str) -> None:
-        self.writes[call] += 1
         KUBE_WRITES.labels(call, namespace).inc()

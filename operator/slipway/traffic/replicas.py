@@ -10,10 +10,10 @@ release (``status.serving``): the switch is one change of its selector.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from slipway.api.models import ModelDeployment
-from slipway.kube.children import build_deployment, build_service
+from slipway.kube.children import build_deployment
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.core import Action, ApplyObject, ScaleDeployment, Situation
 from slipway.rollout.outcomes import stable_deployment
@@ -21,11 +21,6 @@ from slipway.traffic.base import Capability, Placement
 
 NAME: Final = "replicas"
 CAPABILITIES: Final = frozenset({Capability.WEIGHTS, Capability.SWITCH})
-
-
-def objects(model: ModelDeployment) -> list[dict[str, Any]]:
-    """What the router keeps for a model whatever the rollout: its Service."""
-    return [build_service(model)]
 
 
 def place(situation: Situation, model: ModelDeployment, weight: int) -> Placement:
