@@ -8,6 +8,12 @@ query. Each version runs as its own process; fault knobs make a "bad release" re
 extra latency, a fraction of 500s, or a fraction of flipped predictions that shows up as lower
 accuracy through the /feedback endpoint.
 
+Shadow rollouts compare the candidate with the stable on the same requests: a gateway mirrors
+live requests to the candidate with the same ``x-request-id`` header. So each server keeps the
+predictions it answered, by request id, in a bounded in-memory ring (``GET /predictions``), and
+the operator joins the two versions' answers per id. Nothing is logged per request: the ring
+is the record, and it costs one tuple per prediction.
+
 Every metric carries `version` and `release` labels, so one Prometheus can compare the stable
 and the canary version side by side. Only the standard library, numpy and prometheus_client
 are used, so it runs anywhere a Python interpreter does.
@@ -26,6 +32,8 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +62,11 @@ HELDOUT_SEED_OFFSET = 1_000_003
 
 MAX_BODY_BYTES = 1 << 20
 MAX_INSTANCES = 1000
+
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID_CHARS = 200  # Envoy's ids are 36; a longer header is not recorded
+PREDICTION_LOG_SIZE = 50_000  # predictions kept (rows, not requests); the oldest go first
+MAX_PREDICTIONS_ANSWER = 20_000  # entries in one /predictions answer: the newest
 
 # Latency buckets covering 5 ms .. 2 s, the range canary latency SLOs are written for.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
@@ -112,6 +125,7 @@ class Config:
     inject_error_rate: float = 0.0
     inject_accuracy_drop: float = 0.0
     seed: int = DEFAULT_SEED
+    prediction_log_size: int = PREDICTION_LOG_SIZE
 
 
 class BadRequestError(ValueError):
@@ -178,6 +192,76 @@ def _make_metrics(version: str, release: str) -> Metrics:
     return m
 
 
+PredictionEntry = tuple[str, int, float]
+"""(request id, prediction, unix time in seconds)."""
+
+
+class PredictionLog:
+    """The newest predictions answered, by request id: a ring of at most ``size`` entries.
+
+    A batch's rows are keyed ``<id>/<i>``, a single row ``<id>``. Times are the server's unix
+    clock, rounded to milliseconds.
+    """
+
+    def __init__(self, size: int = PREDICTION_LOG_SIZE) -> None:
+        if size < 1:
+            raise ValueError(f"a prediction log holds at least 1 entry, got {size}")
+        self._entries: deque[PredictionEntry] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def record(
+        self, request_id: str, predictions: Sequence[int], batch: bool, now: float | None = None
+    ) -> None:
+        t = round(time.time() if now is None else now, 3)
+        if batch:
+            rows = [(f"{request_id}/{i}", p, t) for i, p in enumerate(predictions)]
+        else:
+            rows = [(request_id, predictions[0], t)]
+        with self._lock:
+            self._entries.extend(rows)
+
+    def since(
+        self, since: float, limit: int = MAX_PREDICTIONS_ANSWER
+    ) -> tuple[list[PredictionEntry], bool]:
+        """Entries at or after ``since``, oldest first: the newest ``limit``, and whether
+        older ones were left out to stay within it."""
+        with self._lock:
+            entries = list(self._entries)
+        found = [e for e in entries if e[2] >= since]
+        if len(found) > limit:
+            return found[len(found) - limit :], True
+        return found, False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def request_id(value: str | None) -> str | None:
+    """The id a prediction is recorded under, or None (no header, empty, or too long)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_REQUEST_ID_CHARS:
+        return None
+    return value
+
+
+def parse_since(query: str) -> float:
+    """The ``since`` of a /predictions query string (unix seconds; absent: 0, everything)."""
+    values = urllib.parse.parse_qs(query, keep_blank_values=True).get("since", [])
+    if not values:
+        return 0.0
+    if len(values) > 1:
+        raise BadRequestError("give 'since' once")
+    try:
+        since = float(values[0])
+    except ValueError:
+        raise BadRequestError(f"'since' must be unix seconds, got {values[0]!r}") from None
+    if not math.isfinite(since):
+        raise BadRequestError("'since' must be finite")
+    return since
+
+
 @dataclass
 class ModelApp:
     """The model, its knobs and its metrics; the HTTP handler only translates to and from JSON."""
@@ -185,6 +269,7 @@ class ModelApp:
     config: Config
     model: LogisticModel = field(init=False)
     metrics: Metrics = field(init=False)
+    predictions: PredictionLog = field(init=False)
     _rng: random.Random = field(init=False)
     _rng_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -192,6 +277,7 @@ class ModelApp:
         x, y = make_dataset(TRAIN_SIZE, self.config.seed)
         self.model = train(x, y)
         self.metrics = _make_metrics(self.config.version, self.config.release)
+        self.predictions = PredictionLog(self.config.prediction_log_size)
         self._rng = random.Random(self.config.seed)
 
     @property
@@ -351,10 +437,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+        elif self.path.split("?", 1)[0] == "/predictions":
+            self._predictions(app)
         elif self.path in ("/predict", "/feedback"):
             self._send_json(405, {"error": f"use POST for {self.path}"})
         else:
             self._send_json(404, {"error": f"no such path: {self.path}"})
+
+    def _predictions(self, app: ModelApp) -> None:
+        try:
+            since = parse_since(urllib.parse.urlsplit(self.path).query)
+        except BadRequestError as exc:
+            self._send_json(exc.status, {"error": str(exc)})
+            return
+        entries, truncated = app.predictions.since(since, MAX_PREDICTIONS_ANSWER)
+        version, release = app.labels
+        self._send_json(
+            200,
+            {
+                "release": release,
+                "version": version,
+                "predictions": entries,
+                "truncated": truncated,
+            },
+        )
 
     def do_POST(self) -> None:
         self._body_read = False
@@ -362,6 +468,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._predict()
         elif self.path == "/feedback":
             self._feedback()
+        elif self.path.split("?", 1)[0] == "/predictions":
+            self._send_json(405, {"error": "use GET for /predictions"})
         else:
             self._send_json(404, {"error": f"no such path: {self.path}"})
 
@@ -391,6 +499,9 @@ class _Handler(BaseHTTPRequestHandler):
             return 500, {"error": "injected error"}
         results = app.predict(x)
         version = app.config.version
+        rid = request_id(self.headers.get(REQUEST_ID_HEADER))
+        if rid is not None:
+            app.predictions.record(rid, [p for p, _ in results], batch)
         if batch:
             return 200, {
                 "predictions": [p for p, _ in results],

@@ -354,3 +354,171 @@ def test_subprocess_prints_port_serves_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- predictions by request id (/predictions), for shadow agreement ---------------------------
+
+
+def predict_with_id(
+    server: ms.ModelHTTPServer, body: Any, request_id: str | None
+) -> tuple[int, Any]:
+    headers = {} if request_id is None else {"X-Request-Id": request_id}
+    return call(server, "POST", "/predict", body, headers=headers)
+
+
+def predictions(server: ms.ModelHTTPServer, query: str = "") -> tuple[int, Any]:
+    return call(server, "GET", f"/predictions{query}")
+
+
+def test_predictions_are_recorded_by_request_id(start_server: StartServer) -> None:
+    server = start_server(version="v7", release="fraud-v7")
+    before = time.time()
+    status, body = predict_with_id(server, {"features": [1.0, -1.0, 0.5]}, "req-1")
+    assert status == 200
+    after = time.time()
+    status, answer = predictions(server)
+    assert status == 200
+    assert answer["release"] == "fraud-v7" and answer["version"] == "v7"
+    assert answer["truncated"] is False
+    [(rid, prediction, t)] = answer["predictions"]
+    assert (rid, prediction) == ("req-1", body["prediction"])
+    assert isinstance(prediction, int) and not isinstance(prediction, bool)
+    assert before - 0.001 <= t <= after + 0.001
+
+
+def test_batch_rows_are_keyed_by_index(start_server: StartServer) -> None:
+    server = start_server()
+    rows = [[-2, 2, -1], [2, -2, 1], [0.5, 0, 0]]
+    status, body = predict_with_id(server, {"instances": rows}, "b")
+    assert status == 200
+    got = {rid: p for rid, p, _ in predictions(server)[1]["predictions"]}
+    assert got == {f"b/{i}": p for i, p in enumerate(body["predictions"])}
+
+
+def test_without_a_request_id_nothing_is_recorded(start_server: StartServer) -> None:
+    server = start_server()
+    for rid in (None, "", "   ", "x" * (ms.MAX_REQUEST_ID_CHARS + 1)):
+        assert predict_with_id(server, {"features": [0, 0, 0]}, rid)[0] == 200
+    assert predictions(server)[1]["predictions"] == []
+    longest = "y" * ms.MAX_REQUEST_ID_CHARS
+    predict_with_id(server, {"features": [0, 0, 0]}, f"  {longest} ")
+    assert [e[0] for e in predictions(server)[1]["predictions"]] == [longest]
+
+
+def test_only_answered_predictions_are_recorded(start_server: StartServer) -> None:
+    server = start_server(inject_error_rate=1.0)
+    assert predict_with_id(server, {"features": [0, 0, 0]}, "e")[0] == 500
+    assert predict_with_id(server, {"features": [1]}, "bad")[0] == 400
+    assert predictions(server)[1]["predictions"] == []
+
+
+def test_recorded_prediction_is_the_one_answered_even_when_flipped(
+    start_server: StartServer,
+) -> None:
+    server = start_server(inject_accuracy_drop=1.0)
+    status, body = predict_with_id(server, {"features": [1.0, -1.0, 0.5]}, "f")
+    assert (status, body["prediction"]) == (200, 0)  # the clean model says 1
+    assert predictions(server)[1]["predictions"][0][:2] == ["f", 0]
+
+
+def test_same_id_twice_is_kept_twice_in_order(start_server: StartServer) -> None:
+    server = start_server()
+    predict_with_id(server, {"features": [2, -2, 1]}, "dup")
+    predict_with_id(server, {"features": [-2, 2, -1]}, "dup")
+    assert [e[:2] for e in predictions(server)[1]["predictions"]] == [["dup", 1], ["dup", 0]]
+
+
+def test_since_filters_by_the_servers_clock(start_server: StartServer) -> None:
+    server = start_server()
+    predict_with_id(server, {"features": [0, 0, 0]}, "old")
+    time.sleep(0.05)
+    cut = time.time()
+    predict_with_id(server, {"features": [0, 0, 0]}, "new")
+    ids = [e[0] for e in predictions(server, f"?since={cut}")[1]["predictions"]]
+    assert ids == ["new"]
+    assert [e[0] for e in predictions(server, "?since=0")[1]["predictions"]] == ["old", "new"]
+    assert predictions(server, f"?since={time.time() + 60}")[1]["predictions"] == []
+    # Other parameters are ignored; a negative since is simply everything.
+    assert len(predictions(server, "?x=1&since=-5")[1]["predictions"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?since=abc", "'since' must be unix seconds"),
+        ("?since=", "'since' must be unix seconds"),
+        ("?since=nan", "finite"),
+        ("?since=inf", "finite"),
+        ("?since=1&since=2", "once"),
+    ],
+)
+def test_bad_since_is_400(start_server: StartServer, query: str, message: str) -> None:
+    status, body = predictions(start_server(), query)
+    assert status == 400 and message in body["error"]
+
+
+def test_post_on_predictions_is_405(start_server: StartServer) -> None:
+    server = start_server()
+    assert call(server, "POST", "/predictions", {"since": 0})[0] == 405
+    assert call(server, "GET", "/predictionsX")[0] == 404
+
+
+def test_the_ring_keeps_only_the_newest(start_server: StartServer) -> None:
+    server = start_server(prediction_log_size=5)
+    rows = [[0, 0, 0]] * 4
+    predict_with_id(server, {"instances": rows}, "a")  # a/0..a/3
+    predict_with_id(server, {"instances": rows}, "b")  # b/0..b/3 push out a/0..a/2
+    ids = [e[0] for e in predictions(server)[1]["predictions"]]
+    assert ids == ["a/3", "b/0", "b/1", "b/2", "b/3"]
+    assert len(server.app.predictions) == 5
+
+
+def test_the_answer_is_capped_to_the_newest_and_says_so() -> None:
+    log = ms.PredictionLog(size=100)
+    for i in range(30):
+        log.record(f"r{i}", [i % 2], batch=False, now=1000.0 + i)
+    entries, truncated = log.since(1005.0, limit=10)
+    assert truncated and [e[0] for e in entries] == [f"r{i}" for i in range(20, 30)]
+    entries, truncated = log.since(1020.0, limit=10)
+    assert not truncated and len(entries) == 10 and entries[0] == ("r20", 0, 1020.0)
+    assert log.since(1029.0, limit=10) == ([("r29", 1, 1029.0)], False)
+    assert log.since(1029.5, limit=10) == ([], False)
+
+
+def test_prediction_log_rejects_an_empty_ring() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ms.PredictionLog(0)
+
+
+def test_the_default_answer_cap_applies_over_http(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ms, "MAX_PREDICTIONS_ANSWER", 3)
+    server = start_server()
+    predict_with_id(server, {"instances": [[0, 0, 0]] * 5}, "c")
+    answer = predictions(server)[1]
+    assert answer["truncated"] is True
+    assert [e[0] for e in answer["predictions"]] == ["c/2", "c/3", "c/4"]
+
+
+def test_recording_is_safe_under_concurrent_requests(start_server: StartServer) -> None:
+    server = start_server()
+    errors: list[BaseException] = []
+
+    def send(worker: int) -> None:
+        try:
+            for i in range(25):
+                status, _ = predict_with_id(server, {"features": [i, -i, 0]}, f"w{worker}-{i}")
+                assert status == 200
+                predictions(server)  # reads while others write
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    ids = {e[0] for e in predictions(server)[1]["predictions"]}
+    assert ids == {f"w{w}-{i}" for w in range(8) for i in range(25)}
