@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import timedelta
 
 import pytest
@@ -148,38 +150,39 @@ def test_progress_deadline_fails_release_and_leaves_stable() -> None:
     assert not any(isinstance(a, RecordStable) for a in after.actions)
 
 
-@pytest.mark.parametrize("strategy", ["shadow"])
-def test_unavailable_strategy_is_refused_at_once_with_reason(strategy: str) -> None:
-    decision = decide(situation(release=release(strategy=strategy), model=model(stable="fraud-v1")))
-    assert decision.status.phase == Phase.FAILED
-    assert ready_reason(decision.status) == cond.STRATEGY_NOT_SUPPORTED
-    assert "'fraud-v1' keeps serving" in (decision.status.message or "")
-    assert decision.actions == [] and decision.look_again_at is None
+GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "web"}]}}
 
 
-@pytest.mark.parametrize(
-    ("strategy", "router", "reason", "words"),
-    [
-        ("canary", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
-        ("canary", "gatewayAPI", cond.ROUTER_NOT_SUPPORTED, "router 'gatewayAPI' is not"),
-        ("direct", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
-        ("blueGreen", "istio", cond.ROUTER_NOT_SUPPORTED, "router 'istio' is not available"),
-        ("canary", "replicas", None, ""),
-        ("blueGreen", "replicas", None, ""),
-        ("direct", "replicas", None, ""),
-    ],
-)
+def routed(router: str, **spec: Any) -> dict[str, Any]:
+    """A ModelDeployment spec on ``router`` (gatewayAPI needs its Gateway)."""
+    return {"router": router, **(GATEWAY if router == "gatewayAPI" else {}), **spec}
+
+
+@pytest.mark.parametrize("router", ["replicas", "gatewayAPI", "istio"])
+@pytest.mark.parametrize("strategy", ["direct", "canary", "blueGreen", "shadow"])
 def test_every_strategy_router_pair_starts_or_is_refused_at_once(
-    strategy: str, router: str, reason: str | None, words: str
+    strategy: str, router: str
 ) -> None:
-    md = model(stable="fraud-v1", router=router)
+    md = model(stable="fraud-v1", **routed(router))
     decision = decide(situation(release=release(strategy=strategy), model=md))
-    if reason is None:
-        assert decision.status.phase == Phase.PROGRESSING
-    else:
+    if strategy == "shadow" and router == "replicas":
         assert decision.status.phase == Phase.FAILED
-        assert ready_reason(decision.status) == reason
-        assert words in (decision.status.message or "")
+        assert ready_reason(decision.status) == cond.ROUTER_NOT_SUPPORTED
+        assert "needs mirror, which router 'replicas' cannot do" in (decision.status.message or "")
+        assert "'fraud-v1' keeps serving" in (decision.status.message or "")
+        assert decision.actions == [] and decision.look_again_at is None
+    else:
+        assert decision.status.phase == Phase.PROGRESSING
+        assert decision.actions  # it started: something was created or claimed
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blueGreen"])
+def test_a_shadow_phase_on_a_router_that_cannot_mirror_is_refused_at_once(strategy: str) -> None:
+    md = model(stable="fraud-v1", shadow={"mirrorPercent": 50, "duration": "1m"})
+    decision = decide(situation(release=release(strategy=strategy), model=md))
+    assert decision.status.phase == Phase.FAILED
+    assert ready_reason(decision.status) == cond.ROUTER_NOT_SUPPORTED
+    assert "a shadow phase needs mirror" in (decision.status.message or "")
 
 
 def test_a_router_that_cannot_do_what_the_strategy_needs_says_which_capability() -> None:
@@ -267,12 +270,8 @@ def test_observed_generation_is_always_set() -> None:
     assert decide(situation(model=None)).status.observed_generation == 1
 
 
-def test_router_that_is_not_available_refuses_and_does_not_block_others() -> None:
-    decision = decide(
-        situation(
-            release=release(strategy="canary"), model=model(stable="fraud-v1", router="istio")
-        )
-    )
+def test_a_refused_release_does_not_block_others() -> None:
+    decision = decide(situation(release=release(strategy="shadow"), model=model(stable="fraud-v1")))
     assert decision.status.phase == Phase.FAILED
     assert ready_reason(decision.status) == cond.ROUTER_NOT_SUPPORTED
     stuck = type(sibling("x"))(

@@ -125,13 +125,29 @@ def test_approval_gate_holds_rather_than_skips() -> None:
     assert reason(decision) == cond.APPROVAL_REQUIRED
 
 
-def test_required_shadow_holds_rather_than_skips() -> None:
+def test_required_shadow_on_a_router_that_cannot_mirror_is_refused_at_once() -> None:
     decision = tick(policy(requireShadow=True))
-    assert decision.status.phase == Phase.PENDING
-    assert reason(decision) == cond.SHADOW_REQUIRED
+    assert decision.status.phase == Phase.FAILED
+    assert reason(decision) == cond.ROUTER_NOT_SUPPORTED
+    assert "a shadow phase needs mirror" in (decision.status.message or "")
 
 
 def test_freeze_window_without_zone_is_utc() -> None:
     naive = {"start": "2026-01-01T11:00:00", "end": "2026-01-01T13:00:00"}
     decision = tick(policy(freezeWindows=[naive]))
     assert reason(decision) == cond.FREEZE_WINDOW
+
+
+def test_required_shadow_gives_a_canary_a_shadow_phase_first() -> None:
+    md = model(stable="fraud-v1", tier="high", router="istio", shadow=None)
+    decision = tick(policy(requireShadow=True), md=md)
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.step == 0 and decision.status.step_label == "shadow"
+    assert decision.status.desired_mirror_percent == 100  # the defaults of ShadowSpec
+
+
+def test_required_shadow_refuses_a_direct_release_with_the_way_out() -> None:
+    decision = tick(policy(requireShadow=True), rel=release(strategy="direct"))
+    assert decision.status.phase == Phase.FAILED
+    assert reason(decision) == cond.SHADOW_REQUIRED
+    assert "use shadow, canary or blueGreen" in (decision.status.message or "")

@@ -46,6 +46,8 @@ INVALID_NAME: Final = "InvalidName"
 ROUTER_NOT_SUPPORTED: Final = "RouterNotSupported"
 APPROVAL_REQUIRED: Final = "ApprovalRequired"
 SHADOW_REQUIRED: Final = "ShadowRequired"
+SHADOWING: Final = "Shadowing"
+SHADOW_PASSED: Final = "ShadowPassed"
 NEVER_STARTS: Final = frozenset(
     {"StrategyNotSupported", "RouterNotSupported", "ApprovalRequired", "ShadowRequired"}
 )

@@ -308,6 +308,80 @@ class BlueGreenSpec(ApiModel):
     )
 
 
+Hostname = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        min_length=1,
+        max_length=253,
+    ),
+]
+
+
+class ParentRef(ApiModel):
+    """A Gateway (and optionally one of its listeners) the model's HTTPRoute attaches to."""
+
+    name: Name
+    namespace: Name | None = Field(default=None, description="Default: the model's namespace.")
+    section_name: Name | None = Field(default=None, description="One listener of the Gateway.")
+
+
+class GatewayAPIRouting(ApiModel):
+    """Router ``gatewayAPI``: Slipway owns an HTTPRoute named after the model.
+
+    Every release is a backend of it through its own Service (``<model>-<release>``);
+    canary weights are backendRef weights, shadow is a ``RequestMirror`` filter with a
+    percent, blue-green is one change of the weights. The route's status (accepted by
+    the Gateway or not) is read back into the release's status.
+    """
+
+    parent_refs: list[ParentRef] = Field(min_length=1, max_length=8)
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    path: NonEmpty = Field(
+        default="/",
+        pattern=r"^/",
+        description="The path prefix the route matches (default: every request).",
+    )
+
+
+class IstioRouting(ApiModel):
+    """Router ``istio``: Slipway owns a VirtualService named after the model.
+
+    Every release is a destination through its own Service (``<model>-<release>``);
+    canary weights are route weights, shadow is ``mirror`` with ``mirrorPercentage``.
+    """
+
+    hosts: list[Hostname] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Hosts the VirtualService applies to (default: the model's Service).",
+    )
+    gateways: list[NonEmpty] = Field(
+        default_factory=list, max_length=8, description="Istio Gateways (default: the mesh)."
+    )
+
+
+class ShadowSpec(ApiModel):
+    """A shadow phase: the candidate gets a copy of live requests and its answers are
+    discarded; users only ever see the stable's. Standalone (strategy ``shadow``) it
+    ends with a verdict and no promotion; before a canary or blue-green it is their
+    first step (what a tier's ``requireShadow`` demands)."""
+
+    mirror_percent: int = Field(
+        default=100, ge=1, le=100, description="Share of live requests copied to the candidate."
+    )
+    duration: Duration = Field(
+        default="5m", description="How long the shadow runs at least (analysis must pass too)."
+    )
+    min_agreement: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Least share of mirrored requests on which the candidate's prediction"
+        " must equal the stable's (joined per request id); unset: not checked.",
+    )
+
+
 class Owner(ApiModel):
     """The accountable person or team."""
 
@@ -351,6 +425,18 @@ class MetricsSource(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     """The long-lived serving unit of one model."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.router) || self.router != 'gatewayAPI' || has(self.gatewayAPI)",
+                    "router gatewayAPI needs spec.gatewayAPI.parentRefs (the Gateway the"
+                    " model's HTTPRoute attaches to)",
+                )
+            ]
+        }
+    )
+
     owner: Owner
     tier: Name = Field(default="medium", description="Risk tier: the RolloutPolicy that applies.")
     template: PodTemplate
@@ -363,6 +449,11 @@ class ModelDeploymentSpec(ApiModel):
     default_strategy: Strategy = Strategy.CANARY
     canary: CanarySpec | None = None
     blue_green: BlueGreenSpec | None = None
+    shadow: ShadowSpec | None = Field(
+        default=None, description="A shadow phase before every canary or blue-green release."
+    )
+    gateway_api: GatewayAPIRouting | None = Field(default=None, alias="gatewayAPI")
+    istio: IstioRouting | None = None
     analysis: AnalysisSettings | None = None
     slos: list[SLO] = Field(default_factory=list, max_length=32)
     progress_deadline: Duration = Field(
@@ -370,6 +461,15 @@ class ModelDeploymentSpec(ApiModel):
     )
     history_limit: int = Field(default=10, ge=1, le=100)
     metrics: MetricsSource | None = None
+
+    @model_validator(mode="after")
+    def _routed(self) -> ModelDeploymentSpec:
+        if self.router is Router.GATEWAY_API and self.gateway_api is None:
+            raise ValueError(
+                "router gatewayAPI needs spec.gatewayAPI.parentRefs (the Gateway the model's"
+                " HTTPRoute attaches to)"
+            )
+        return self
 
 
 class Condition(ApiModel):
@@ -461,6 +561,11 @@ class ModelReleaseSpec(ApiModel):
     image: NonEmpty | None = Field(default=None, description="Overrides the model container image.")
     strategy: Strategy | None = Field(default=None, description="Default: the deployment's.")
     canary: CanarySpec | None = None
+    shadow: ShadowSpec | None = Field(
+        default=None,
+        description="This release's shadow phase (strategy shadow, or before its canary or"
+        " blue-green); default: the ModelDeployment's.",
+    )
 
 
 class SLOResult(ApiModel):
@@ -536,6 +641,19 @@ class ModelReleaseStatus(ApiModel):
     completed_at: datetime | None = None
     switched_at: datetime | None = Field(
         default=None, description="Blue-green: when every request went to the candidate."
+    )
+    mirror_percent: int | None = Field(
+        default=None,
+        description="Shadow: share of live requests the live route copies to the candidate.",
+    )
+    desired_mirror_percent: int | None = None
+    shadowed_at: datetime | None = Field(
+        default=None, description="When the shadow phase passed (before canary/blue-green)."
+    )
+    route: str | None = Field(
+        default=None,
+        description="The live route as read back, e.g. 'HTTPRoute fraud: stable 75, v2 25;"
+        " accepted by gateway/web'.",
     )
     steps: list[CanaryStep] | None = Field(
         default=None,

@@ -30,6 +30,11 @@ class Phase(StrEnum):
     """Stopped and removed from traffic (failed SLO, abort, or inconclusive
     analysis configured to roll back); the stable release kept serving."""
 
+    EVALUATED = "Evaluated"
+    """A shadow-only release passed: it answered copies of live requests well enough,
+    was never seen by a user, and was not promoted (ship it with a canary or
+    blue-green). Its verdict and evidence stay in status."""
+
     FAILED = "Failed"
     """Could not be rolled out at all (invalid against policy, or its pods never
     became available within the progress deadline); the stable kept serving."""
@@ -37,7 +42,7 @@ class Phase(StrEnum):
     @property
     def is_terminal(self) -> bool:
         """True when the release will never move again."""
-        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)
+        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.EVALUATED)
 
 
 class Strategy(StrEnum):

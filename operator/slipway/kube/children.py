@@ -88,6 +88,12 @@ def build_preview_service(md: ModelDeployment, release: str) -> dict[str, Any]:
     return _service(md, preview_service_name(md.metadata.name), release)
 
 
+def build_release_service(md: ModelDeployment, release: str) -> dict[str, Any]:
+    """One release's own Service (``<model>-<release>``): a backend of the model's route
+    for the routers that weigh Services (gatewayAPI, istio)."""
+    return _service(md, deployment_name(md.metadata.name, release), release)
+
+
 def _service(md: ModelDeployment, name: str, release: str | None) -> dict[str, Any]:
     selector = model_selector(md)
     if release is not None:

@@ -115,3 +115,35 @@ def release_summary(body: Mapping[str, Any]) -> ReleaseSummary:
 
 def _timestamp(text: str) -> datetime:
     return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class LiveRoute:
+    """A route object Slipway owns (HTTPRoute, VirtualService), as it is live.
+
+    Backends are named by Service; the router maps them back to releases.
+    ``accepted`` is what the data plane says of it: None when nothing reports
+    (Istio writes no status by default), False with ``why`` when refused.
+    """
+
+    kind: str
+    name: str
+    backends: tuple[tuple[str, int], ...]
+    """(Service name, weight) in route order."""
+    mirror: tuple[str, int] | None
+    """(Service name, percent) of the request mirror, if any."""
+    fingerprint: str | None
+    """The fingerprint annotation Slipway wrote with the spec it applied."""
+    owner_uid: str | None
+    accepted: bool | None = None
+    why: str = ""
+
+    def share(self, service: str) -> int:
+        """``service``'s share of live requests in percent (weights are proportional)."""
+        total = sum(w for _, w in self.backends)
+        mine = sum(w for name, w in self.backends if name == service)
+        return round(100 * mine / total) if total else 0
+
+    def mirrored(self, service: str) -> int:
+        """Percent of live requests copied to ``service``."""
+        return self.mirror[1] if self.mirror and self.mirror[0] == service else 0

@@ -19,7 +19,7 @@ from slipway.api.models import (
     RolloutPolicy,
     SLOResult,
 )
-from slipway.kube.observe import DeploymentState, ReleaseSummary
+from slipway.kube.observe import DeploymentState, LiveRoute, ReleaseSummary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -40,11 +40,21 @@ class Situation:
     """The RolloutPolicy of the model's tier, if one exists."""
     analysis: list[SLOResult] | None = None
     """This tick's SLO results, when the handler ran an analysis (see ``analysis_due``)."""
+    route: LiveRoute | None = None
+    """The model's route object as it is live (routers gatewayAPI and istio)."""
+    services: Mapping[str, str] = field(default_factory=dict)
+    """The model's Services that it controls: name -> fingerprint of what Slipway sets."""
 
     @property
     def release_created(self) -> datetime:
         """When the release was created (the epoch if unknown)."""
         return self.release.metadata.creation_timestamp or EPOCH
+
+
+def stable_deployment(situation: Situation, model: ModelDeployment) -> DeploymentState | None:
+    """The stable release's Deployment, if it exists."""
+    stable = model.status.stable_release
+    return situation.deployments.get(stable) if stable else None
 
 
 @dataclass(frozen=True)

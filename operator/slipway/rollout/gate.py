@@ -23,6 +23,7 @@ from slipway.api.models import (
     ModelDeployment,
     ModelReleaseStatus,
     RolloutPolicy,
+    ShadowSpec,
     SLOResult,
 )
 from slipway.api.phases import InconclusiveAction, Phase, Strategy, Verdict
@@ -54,6 +55,29 @@ def error_budget(model: ModelDeployment, policy: RolloutPolicy | None = None) ->
     return ErrorBudget(pick("false_rollback"), pick("false_promotion"))
 
 
+SHADOW_STEP = 0
+"""The step number of a shadow phase (before a canary's or blue-green's step 1)."""
+
+
+def shadow_for(situation: Situation, model: ModelDeployment) -> ShadowSpec | None:
+    """The release's shadow phase: its own, else the ModelDeployment's; a tier that
+    requires one, or strategy shadow, gets the defaults; None: no shadow phase."""
+    release = situation.release
+    spec = release.spec.shadow or model.spec.shadow
+    strategy = release.status.strategy or release.spec.strategy or model.spec.default_strategy
+    required = situation.policy is not None and situation.policy.spec.require_shadow
+    if spec is None and (required or strategy is Strategy.SHADOW):
+        spec = ShadowSpec()
+    return spec
+
+
+def agreement_checked(situation: Situation, model: ModelDeployment) -> bool:
+    """The release is in its shadow phase and prediction agreement is part of its gate."""
+    spec = shadow_for(situation, model)
+    status = situation.release.status
+    return status.step == SHADOW_STEP and spec is not None and spec.min_agreement is not None
+
+
 def analysis_applies(situation: Situation, model: ModelDeployment) -> bool:
     """Whether this release is in a step that SLO analysis gates.
 
@@ -62,12 +86,13 @@ def analysis_applies(situation: Situation, model: ModelDeployment) -> bool:
     model without SLOs has nothing to query.
     """
     status = situation.release.status
-    if not model.spec.slos or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+    gated = bool(model.spec.slos) or agreement_checked(situation, model)
+    if not gated or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
         return False
     first = model.status.stable_release in (None, situation.release.metadata.name)
     if first or status.step is None:
         return False  # a first release is rolled out directly: nothing to compare with
-    if status.strategy is Strategy.BLUE_GREEN:
+    if status.strategy in (Strategy.BLUE_GREEN, Strategy.SHADOW) or status.step == SHADOW_STEP:
         return True
     steps = status.steps or []  # recorded when the canary started
     return status.strategy is Strategy.CANARY and status.step <= len(steps)
@@ -164,7 +189,8 @@ def record_analysis(
         held = status.inconclusives > settings.inconclusive_limit
         return Tick(held="" if held else None)  # still held until a passing analysis
     now = situation.now
-    record = AnalysisRecord(at=now, step=status.step or 1, verdict=combine(results), slos=results)
+    step = status.step if status.step is not None else 1
+    record = AnalysisRecord(at=now, step=step, verdict=combine(results), slos=results)
     status.analysis = [*status.analysis, record][-ANALYSIS_HISTORY:]
     status.verdict = record.verdict
     proven = [r for r in results if r.verdict is Verdict.FAIL and r.judge == SEQUENTIAL]

@@ -148,7 +148,7 @@ def prune_orphans(
         summary = releases.get(release_name)
         if summary is None or summary.deleting:
             prune.append((deployment.name, f"release {release_name!r} was deleted"))
-        elif summary.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+        elif summary.phase in (Phase.ROLLED_BACK, Phase.FAILED, Phase.EVALUATED):
             prune.append((deployment.name, f"release {release_name!r} is {summary.phase}"))
         elif summary.phase == Phase.SUCCEEDED and (
             release_name in in_history or replaced_since(summary, status)

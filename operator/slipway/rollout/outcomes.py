@@ -18,7 +18,6 @@ from slipway.api.models import (
     ReleaseRecord,
 )
 from slipway.api.phases import Phase, Strategy
-from slipway.kube.children import build_service
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
@@ -31,7 +30,9 @@ from slipway.rollout.core import (
     SetActive,
     SetServing,
     Situation,
+    stable_deployment,
 )
+from slipway.traffic import ROUTERS
 
 PROMOTED_BY_HAND = "promoted by annotation slipway.dev/action"
 
@@ -59,8 +60,9 @@ def mark_succeeded(
                 model.spec.history_limit,
             )
         )
-        # A Service pinned to the old stable moves to the new one before the old shrinks.
-        actions += pin(model, name)
+        # Live traffic moves to the new stable (a pinned Service, a route) before the
+        # old one shrinks.
+        actions += ROUTERS[model.spec.router].restore(situation, model, name)
         previous = stable_deployment(situation, model)
         if previous is not None and previous.replicas != 0:
             # Kept at zero (not deleted) so a rollback to it is a scale-up.
@@ -127,12 +129,6 @@ def fail(
     return Decision(status, kept)
 
 
-def stable_deployment(situation: Situation, model: ModelDeployment) -> DeploymentState | None:
-    """The stable release's Deployment, if it exists."""
-    stable = model.status.stable_release
-    return situation.deployments.get(stable) if stable else None
-
-
 def roll_back(
     situation: Situation,
     status: ModelReleaseStatus,
@@ -150,9 +146,10 @@ def roll_back(
         for a in actions
         if not isinstance(a, (ApplyObject, ScaleDeployment, SetActive, SetServing))
     ]
-    # Pinned to the candidate (blue-green after its switch): switch back first, one
-    # selector change to pods that never stopped, then drain the candidate.
-    kept += pin(model, model.status.stable_release)
+    # Every request back to the stable first (one selector or route change to pods that
+    # never stopped; no mirror), then drain the candidate.
+    if model.status.stable_release is not None:
+        kept += ROUTERS[model.spec.router].restore(situation, model, model.status.stable_release)
     if own is not None and own.replicas != 0:
         kept.append(ScaleDeployment(own.name, 0))
     if stable is not None and stable.replicas != model.spec.replicas:
@@ -296,10 +293,27 @@ def child_refused(situation: Situation, message: str) -> Decision:
     return decision
 
 
-def pin(model: ModelDeployment, release: str | None) -> list[Action]:
-    """Move a pinned Service to ``release`` (one selector change); nothing when the
-    Service is not pinned or already there."""
-    serving = model.status.serving
-    if serving is None or serving == release or release is None:
-        return []
-    return [SetServing(release), ApplyObject(build_service(model, release))]
+def evaluated(
+    situation: Situation, status: ModelReleaseStatus, model: ModelDeployment, actions: list[Action]
+) -> Decision:
+    """A shadow-only release passed: the mirror goes and the candidate drains, exactly as
+    a rollback does, but the verdict is a pass and nothing was ever served from it."""
+    name = situation.release.metadata.name
+    decision = roll_back(situation, status, model, actions, cond.SHADOW_PASSED, "")
+    decision.status.phase = Phase.EVALUATED
+    decision.status.mirror_percent = None
+    decision.status.message = (
+        f"shadow passed: {name!r} answered copies of live requests within its SLOs and no"
+        f" user saw its answers; not promoted (strategy shadow): ship it as a canary or"
+        f" blue-green release"
+    )
+    decision.status.conditions = set_condition(
+        decision.status.conditions,
+        cond.READY,
+        "False",
+        cond.SHADOW_PASSED,
+        decision.status.message,
+        situation.now,
+        situation.release.metadata.generation,
+    )
+    return decision

@@ -75,12 +75,12 @@ def check_policy(
             f"tier {tier!r} requires a manual approval, which this version of Slipway cannot"
             " record yet; the release waits rather than skip the gate",
         )
-    if spec.require_shadow and not first:
+    if spec.require_shadow and not first and strategy is Strategy.DIRECT:
         return PolicyOutcome(
-            Phase.PENDING,
+            Phase.FAILED,
             cond.SHADOW_REQUIRED,
-            f"tier {tier!r} requires a shadow phase, which this version of Slipway cannot run"
-            " yet; the release waits rather than skip it",
+            f"tier {tier!r} requires a shadow phase, which strategy 'direct' does not have"
+            " (use shadow, canary or blueGreen: they start with one)",
         )
     for window in spec.freeze_windows:
         if window.start <= now < window.end:

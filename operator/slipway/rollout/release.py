@@ -14,6 +14,7 @@ from slipway.api.phases import Phase, Strategy
 from slipway.rollout import outcomes
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import Decision, Situation
+from slipway.rollout.gate import shadow_for
 from slipway.rollout.outcomes import pending, refuse
 from slipway.rollout.policy import check_policy
 from slipway.rollout.rollback import pending_request, request_accepted
@@ -119,7 +120,8 @@ def _decide(situation: Situation) -> Decision:
                 f"strategy {strategy.value!r} is not available in this version of Slipway"
                 f" (available: {available}){keeps}",
             )
-        why = refusal(strategy, model.spec.router)
+        shadowing = strategy is not Strategy.DIRECT and shadow_for(situation, model) is not None
+        why = refusal(strategy, model.spec.router, shadowing)
         if why is not None:
             return refuse(situation, status, cond.ROUTER_NOT_SUPPORTED, f"{why}{keeps}")
     status.strategy = strategy

@@ -3,7 +3,9 @@
 A strategy that a router cannot carry out is refused before the release
 starts, with the reason, instead of waiting for something that never comes
 (shadow needs mirroring, which the ``replicas`` router cannot do). Adding a
-router is its module, one entry in ``ROUTERS`` and the schema enum.
+router is its module, one entry in ``ROUTERS`` and the schema enum (a router
+that owns a route object also names it in ``ROUTE_KINDS`` so the operator
+watches it).
 """
 
 from __future__ import annotations
@@ -12,20 +14,23 @@ from collections.abc import Mapping
 from typing import Final
 
 from slipway.api.phases import Router, Strategy
-from slipway.traffic import replicas
-from slipway.traffic.base import Capability, Place, Placement
+from slipway.traffic import gatewayapi, istio, replicas
+from slipway.traffic.base import Capability, Placement, RouterOps
 
-__all__ = ["NEEDS", "PLACERS", "ROUTERS", "Capability", "Place", "Placement", "refusal"]
+__all__ = ["NEEDS", "ROUTERS", "ROUTE_KINDS", "Capability", "Placement", "RouterOps", "refusal"]
 
-ROUTERS: Final[Mapping[Router, frozenset[Capability]]] = {
-    Router.REPLICAS: replicas.CAPABILITIES,
+ROUTERS: Final[Mapping[Router, RouterOps]] = {
+    Router.REPLICAS: replicas.OPS,
+    Router.GATEWAY_API: gatewayapi.OPS,
+    Router.ISTIO: istio.OPS,
 }
-"""The routers this version carries, with what each can do."""
+"""The routers this version carries: what each can do, and how."""
 
-PLACERS: Final[Mapping[Router, Place]] = {
-    Router.REPLICAS: replicas.place,
+ROUTE_KINDS = {
+    gatewayapi.KIND: (gatewayapi.GROUP, gatewayapi.VERSION, gatewayapi.PLURAL, gatewayapi.observe),
+    istio.KIND: (istio.GROUP, istio.VERSION, istio.PLURAL, istio.observe),
 }
-"""How each router gives a candidate its share of live requests."""
+"""The route objects routers own: (group, version, plural, read-back) by kind."""
 
 NEEDS: Final[Mapping[Strategy, frozenset[Capability]]] = {
     Strategy.DIRECT: frozenset(),
@@ -36,16 +41,22 @@ NEEDS: Final[Mapping[Strategy, frozenset[Capability]]] = {
 """What each strategy needs of the router."""
 
 
-def refusal(strategy: Strategy, router: Router) -> str | None:
-    """Why ``router`` cannot carry out ``strategy``, or None if it can."""
+def refusal(strategy: Strategy, router: Router, shadow: bool = False) -> str | None:
+    """Why ``router`` cannot carry out ``strategy`` (after a shadow phase when ``shadow``),
+    or None if it can."""
     if router not in ROUTERS:
         known = ", ".join(r.value for r in ROUTERS)
         return (
             f"router {router.value!r} is not available in this version of Slipway"
             f" (available: {known})"
         )
-    missing = NEEDS[strategy] - ROUTERS[router]
+    missing = NEEDS[strategy] - ROUTERS[router].capabilities
     if missing:
         needs = ", ".join(sorted(c.value for c in missing))
         return f"strategy {strategy.value!r} needs {needs}, which router {router.value!r} cannot do"
+    if shadow and Capability.MIRROR not in ROUTERS[router].capabilities:
+        return (
+            f"a shadow phase needs mirror, which router {router.value!r} cannot do (use router"
+            " gatewayAPI or istio, or a tier without requireShadow and no spec.shadow)"
+        )
     return None

@@ -1,17 +1,21 @@
-"""What a traffic router can do, and the one call a strategy makes to move live traffic.
+"""What a traffic router can do, and the calls strategies make to move live traffic.
 
-A strategy says *what share* the candidate should have; the router says how
-(pod counts behind one Service, route weights, ...), what that takes, and
-what share the candidate actually has now, read back from what is live.
+A strategy says *what* it wants (a share for the candidate, a copy of a share
+of requests, every request to one release); the router says how (pod counts
+behind one Service, route weights, a mirror filter), what that takes, and
+what is live now, read back from the cluster. Each router is one module that
+fills in a ``RouterOps``; ``traffic.ROUTERS`` registers it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from slipway.api.models import ModelDeployment
+from slipway.kube.observe import LiveRoute
 from slipway.rollout.core import Action, Situation
 
 
@@ -32,12 +36,61 @@ class Placement:
 
     actions: list[Action] = field(default_factory=list)
     achieved: int = 0
-    """The candidate's share of live requests now, in percent (read back from what is live)."""
+    """The candidate's share (or mirrored share) of live requests now, in percent, read
+    back from what is live."""
     reached: bool = False
-    """The share asked for is live (and the pods behind it are ready)."""
+    """What was asked for is live (and the pods behind it are ready)."""
+    note: str = ""
+    """Why it is not live yet when the data plane says so (a route not accepted, ...)."""
+    route: str | None = None
+    """The live route in words, for status (routers that own a route object)."""
 
 
 class Place(Protocol):
-    """A router's ``place``: give the release ``weight`` percent of live requests."""
+    """Give the release ``weight`` percent of live requests (100: all, when promoting)."""
 
     def __call__(self, situation: Situation, model: ModelDeployment, weight: int) -> Placement: ...
+
+
+class Mirror(Protocol):
+    """Copy ``percent`` of live requests to the release; users see only the stable's answers."""
+
+    def __call__(self, situation: Situation, model: ModelDeployment, percent: int) -> Placement: ...
+
+
+class Serve(Protocol):
+    """Every live request to ``release`` in one change, starting no pod."""
+
+    def __call__(
+        self, situation: Situation, model: ModelDeployment, release: str
+    ) -> list[Action]: ...
+
+
+class AtRest(Protocol):
+    """What keeps the stable serving everything while no release is in flight."""
+
+    def __call__(
+        self, model: ModelDeployment, route: LiveRoute | None, services: Mapping[str, str]
+    ) -> list[Action]: ...
+
+
+class Describe(Protocol):
+    def __call__(self, situation: Situation, model: ModelDeployment) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class RouterOps:
+    """One router: what it can do, and how."""
+
+    capabilities: frozenset[Capability]
+    place: Place
+    switch: Serve
+    """Blue-green's switch (and the pin to the stable before it)."""
+    restore: Serve
+    """After a promotion or a rollback: ``release`` gets everything, no mirror."""
+    at_rest: AtRest
+    describe: Describe
+    """The live route in words for status (None for routers without a route object)."""
+    mirror: Mirror | None = None
+    route_kind: str | None = None
+    """The route object's kind (HTTPRoute, VirtualService) for routers that own one."""

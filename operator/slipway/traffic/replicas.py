@@ -10,14 +10,21 @@ release (``status.serving``): the switch is one change of its selector.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from slipway.api.models import ModelDeployment
-from slipway.kube.children import build_deployment
-from slipway.kube.observe import DeploymentState
-from slipway.rollout.core import Action, ApplyObject, ScaleDeployment, Situation
-from slipway.rollout.outcomes import stable_deployment
-from slipway.traffic.base import Capability, Placement
+from slipway.kube.children import build_deployment, build_service
+from slipway.kube.observe import DeploymentState, LiveRoute
+from slipway.rollout.core import (
+    Action,
+    ApplyObject,
+    ScaleDeployment,
+    SetServing,
+    Situation,
+    stable_deployment,
+)
+from slipway.traffic.base import Capability, Placement, RouterOps
 
 NAME: Final = "replicas"
 CAPABILITIES: Final = frozenset({Capability.WEIGHTS, Capability.SWITCH})
@@ -29,7 +36,12 @@ def place(situation: Situation, model: ModelDeployment, weight: int) -> Placemen
     own = situation.deployments.get(name)
     stable = stable_deployment(situation, model)
     candidate_pods, stable_pods = split_replicas(model.spec.replicas, weight)
+    if weight >= 100 and stable is not None:
+        stable_pods = stable.replicas  # promoting: the stable goes once the candidate is it
     actions: list[Action] = []
+    if model.status.serving is not None:
+        # A Service still pinned to one release would send the candidate nothing.
+        actions += [SetServing(None), ApplyObject(build_service(model, None))]
     if own is None:
         actions.append(ApplyObject(build_deployment(model, situation.release, candidate_pods)))
     elif own.replicas != candidate_pods:
@@ -37,12 +49,14 @@ def place(situation: Situation, model: ModelDeployment, weight: int) -> Placemen
     if stable is not None and stable.replicas != stable_pods:
         actions.append(ScaleDeployment(stable.name, stable_pods))
     reached = (
-        own is not None
+        model.status.serving is None
+        and own is not None
         and own.replicas == candidate_pods
         and own.ready_replicas >= candidate_pods
         and (stable is None or stable.replicas == stable_pods)
     )
-    return Placement(actions, achieved_weight(own, stable), reached)
+    achieved = achieved_weight(own, stable) if model.status.serving is None else 0
+    return Placement(actions, achieved, reached)
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -60,3 +74,34 @@ def achieved_weight(own: DeploymentState | None, stable: DeploymentState | None)
     theirs = stable.ready_replicas if stable else 0
     total = mine + theirs
     return round(100 * mine / total) if total else 0
+
+
+def switch(situation: Situation, model: ModelDeployment, release: str) -> list[Action]:
+    """Pin the model's Service to ``release``: one change of its selector."""
+    if model.status.serving == release:
+        return []
+    return [SetServing(release), ApplyObject(build_service(model, release))]
+
+
+def restore(situation: Situation, model: ModelDeployment, release: str) -> list[Action]:
+    """A Service pinned to another release moves to ``release``; an unpinned one already
+    reaches it (the model pass unpins it once nothing else has pods)."""
+    serving = model.status.serving
+    if serving is None or serving == release:
+        return []
+    return [SetServing(release), ApplyObject(build_service(model, release))]
+
+
+def at_rest(
+    model: ModelDeployment, route: LiveRoute | None, services: Mapping[str, str]
+) -> list[Action]:
+    """Nothing beyond the model's Service, which the model pass keeps."""
+    return []
+
+
+def describe(situation: Situation, model: ModelDeployment) -> str | None:
+    """No route object: the split is the ready pods behind the Service."""
+    return None
+
+
+OPS: Final = RouterOps(CAPABILITIES, place, switch, restore, at_rest, describe)

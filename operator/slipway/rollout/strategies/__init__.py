@@ -13,7 +13,7 @@ from typing import Final
 from slipway.api.models import ModelDeployment, ModelReleaseStatus
 from slipway.api.phases import Strategy
 from slipway.rollout.core import Decision, Situation
-from slipway.rollout.strategies import bluegreen, canary, direct
+from slipway.rollout.strategies import bluegreen, canary, direct, shadow
 
 RollOut = Callable[[Situation, ModelReleaseStatus, ModelDeployment], Decision]
 
@@ -21,5 +21,6 @@ STRATEGIES: Final[Mapping[Strategy, RollOut]] = {
     Strategy.DIRECT: direct.roll_out,
     Strategy.CANARY: canary.roll_out,
     Strategy.BLUE_GREEN: bluegreen.roll_out,
+    Strategy.SHADOW: shadow.roll_out,
 }
 """The strategies this version carries out."""

@@ -23,7 +23,7 @@ from slipway.api import conditions as cond
 from slipway.api.durations import parse_duration
 from slipway.api.models import BlueGreenSpec, ModelDeployment, ModelReleaseStatus
 from slipway.api.phases import InconclusiveAction, Phase
-from slipway.kube.children import build_deployment, build_preview_service, build_service
+from slipway.kube.children import build_deployment, build_preview_service
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import (
     Action,
@@ -31,10 +31,16 @@ from slipway.rollout.core import (
     Decision,
     ScaleDeployment,
     SetActive,
-    SetServing,
     Situation,
 )
-from slipway.rollout.gate import analysis_settings, evidence_needed, record_analysis, step_passed
+from slipway.rollout.gate import (
+    SHADOW_STEP,
+    analysis_settings,
+    evidence_needed,
+    record_analysis,
+    shadow_for,
+    step_passed,
+)
 from slipway.rollout.outcomes import (
     PROMOTED_BY_HAND,
     aborted,
@@ -44,6 +50,8 @@ from slipway.rollout.outcomes import (
     progress,
     roll_back,
 )
+from slipway.rollout.shadowing import shadow
+from slipway.traffic import ROUTERS
 
 PREVIEW, SWITCHED = 1, 2
 """The two steps of a blue-green release."""
@@ -77,16 +85,28 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     if model.status.active_release != name:
         actions.append(SetActive(name))
     status.started_at = status.started_at or now
+    shadowing = shadow_for(situation, model)
     if status.step is None:
-        status.step, status.step_started_at, status.weight_reached_at = PREVIEW, now, None
+        first = SHADOW_STEP if shadowing and status.shadowed_at is None else PREVIEW
+        status.step, status.step_started_at, status.weight_reached_at = first, now, None
 
     if controls.abort:
         return aborted(situation, status, model, actions)
     tick = record_analysis(situation, status, model, analysis_settings(model, situation.policy))
     if tick.rollback is not None:
         return roll_back(situation, status, model, actions, *tick.rollback)
+    held = tick.held is not None
+    if status.step == SHADOW_STEP and controls.promote:
+        status.step = PREVIEW  # promoted by hand: the shadow phase is skipped
+    if status.step == SHADOW_STEP and shadowing is not None and not controls.promote:
+        going = shadow(situation, status, model, actions, shadowing, controls, held)
+        if going is not None:
+            return going
+        # The shadow passed: the preview starts now, in this same cycle.
+        status.step, status.step_started_at, status.weight_reached_at = PREVIEW, now, None
+        held = False
     if status.switched_at is None:
-        return _preview(situation, status, model, actions, held=tick.held is not None)
+        return _preview(situation, status, model, actions, held=held)
     return _switched(situation, status, model, actions)
 
 
@@ -102,9 +122,11 @@ def _preview(
     controls = read_controls(release.metadata.annotations)
     total = model.spec.replicas
     own = situation.deployments.get(name)
-    if model.status.serving != stable and stable is not None:
+    router = ROUTERS[model.spec.router]
+    if stable is not None:
         # Live traffic is pinned to the stable before the candidate has any pod.
-        actions += [SetServing(stable), ApplyObject(build_service(model, stable))]
+        actions += router.switch(situation, model, stable)
+    status.route = router.describe(situation, model)
     if own is None:
         actions.append(ApplyObject(build_deployment(model, release, total)))
         actions.append(ApplyObject(build_preview_service(model, name)))
@@ -169,7 +191,7 @@ def _switch(
 ) -> Decision:
     """Every live request to the candidate, in one change of the Service's selector."""
     name, now = situation.release.metadata.name, situation.now
-    actions += [SetServing(name), ApplyObject(build_service(model, name))]
+    actions += ROUTERS[model.spec.router].switch(situation, model, name)
     status.switched_at = now
     status.step, status.step_started_at = SWITCHED, now
     status.step_label, status.weight, status.desired_weight = "switched", 100, 100
@@ -192,6 +214,9 @@ def _switched(
     assert switched_at is not None and ends is not None
     if own is not None and own.replicas != model.spec.replicas:
         actions.append(ScaleDeployment(own.name, model.spec.replicas))
+    router = ROUTERS[model.spec.router]
+    actions += router.switch(situation, model, name)  # repairs a route changed by hand
+    status.route = router.describe(situation, model)
     passed = not model.spec.slos or step_passed(status, switched_at)
     if now >= ends and passed:
         done = mark_succeeded(situation, status, model)

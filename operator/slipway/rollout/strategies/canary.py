@@ -22,23 +22,20 @@ from slipway.api.models import (
     ModelReleaseStatus,
 )
 from slipway.api.phases import InconclusiveAction, Phase
-from slipway.kube.children import build_deployment, build_service
-from slipway.kube.observe import DeploymentState
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import (
     EPOCH,
     Action,
-    ApplyObject,
     Decision,
-    ScaleDeployment,
     SetActive,
-    SetServing,
     Situation,
 )
 from slipway.rollout.gate import (
+    SHADOW_STEP,
     analysis_settings,
     evidence_needed,
     record_analysis,
+    shadow_for,
     step_passed,
 )
 from slipway.rollout.outcomes import (
@@ -49,10 +46,9 @@ from slipway.rollout.outcomes import (
     past_deadline,
     progress,
     roll_back,
-    stable_deployment,
 )
-from slipway.traffic import PLACERS
-from slipway.traffic.replicas import achieved_weight
+from slipway.rollout.shadowing import shadow
+from slipway.traffic import ROUTERS
 
 DEFAULT_STEPS = (CanaryStep(weight=25), CanaryStep(weight=50), CanaryStep(weight=75))
 
@@ -76,17 +72,14 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     name = release.metadata.name
     steps = steps_for(situation, model)
     settings = analysis_settings(model, situation.policy)
-    own = situation.deployments.get(name)
-    stable = stable_deployment(situation, model)
     controls = read_controls(release.metadata.annotations)
     actions: list[Action] = []
     if model.status.active_release != name:
         actions.append(SetActive(name))
-    if model.status.serving is not None:
-        # A Service still pinned to one release would send the candidate nothing.
-        actions += [SetServing(None), ApplyObject(build_service(model, None))]
+    shadowing = shadow_for(situation, model)
     if status.step is None:
-        status.step, status.step_started_at, status.weight_reached_at = 1, now, None
+        first = SHADOW_STEP if shadowing and status.shadowed_at is None else 1
+        status.step, status.step_started_at, status.weight_reached_at = first, now, None
         status.steps = steps
     status.started_at = status.started_at or now
 
@@ -99,16 +92,24 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     held_inconclusive = tick.held is not None
 
     promoting = controls.promote or status.step > len(steps)
+    if status.step == SHADOW_STEP and shadowing is not None and not promoting:
+        going = shadow(situation, status, model, actions, shadowing, controls, held_inconclusive)
+        if going is not None:
+            return going
+        # The shadow passed: step 1 starts now, in this same cycle.
+        status.step, status.step_started_at, status.weight_reached_at = 1, now, None
+        held_inconclusive = False
     if promoting:
         if status.step <= len(steps):
             status.step, status.step_started_at = len(steps) + 1, now  # promoted by hand
-        return promote(situation, status, model, actions, own, stable, controls.promote)
+        return promote(situation, status, model, actions, controls.promote)
 
     desired = steps[status.step - 1].weight
-    placement = PLACERS[model.spec.router](situation, model, desired)
+    placement = ROUTERS[model.spec.router].place(situation, model, desired)
     actions += placement.actions
     status.desired_weight = desired
     status.weight = placement.achieved
+    status.route = placement.route
     status.step_label = f"{status.step}/{len(steps)}"
     reached = placement.reached
     if reached and status.weight_reached_at is None:
@@ -139,6 +140,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
             )
         status.message = (
             f"step {status.step_label}: waiting for weight {desired}% (now {status.weight}%)"
+            + (f": {placement.note}" if placement.note else "")
         )
         return progress(
             situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
@@ -201,20 +203,18 @@ def promote(
     status: ModelReleaseStatus,
     model: ModelDeployment,
     actions: list[Action],
-    own: DeploymentState | None,
-    stable: DeploymentState | None,
     manual: bool,
 ) -> Decision:
-    """Scale the candidate to full size; once available, it becomes the stable."""
+    """Give the candidate everything at full size; once live, it becomes the stable."""
     total = model.spec.replicas
     status.step_label = "promoting"
     status.desired_weight = 100
-    if own is None:
-        actions.append(ApplyObject(build_deployment(model, situation.release, total)))
-    elif own.replicas != total:
-        actions.append(ScaleDeployment(own.name, total))
-    status.weight = achieved_weight(own, stable)
-    if own is not None and own.replicas == total and own.available:
+    placement = ROUTERS[model.spec.router].place(situation, model, 100)
+    actions = merge(actions, placement.actions)
+    status.weight = placement.achieved
+    status.route = placement.route
+    own = situation.deployments.get(situation.release.metadata.name)
+    if own is not None and own.replicas == total and own.available and placement.reached:
         done = mark_succeeded(situation, status, model)
         if manual:
             done.status.message = f"{done.status.message} ({PROMOTED_BY_HAND})"
@@ -231,5 +231,6 @@ def promote(
         )
     ready = own.ready_replicas if own else 0
     how = "promoted by annotation, " if manual else ""
-    status.message = f"promoting: {how}waiting for {ready}/{total} candidate pods"
+    note = f"; {placement.note}" if placement.note else ""
+    status.message = f"promoting: {how}waiting for {ready}/{total} candidate pods{note}"
     return progress(situation, status, actions, Phase.PROGRESSING, cond.PROMOTING, None)

@@ -23,8 +23,9 @@ from slipway.rollout.core import (
     Decision,
     SetActive,
     Situation,
+    stable_deployment,
 )
-from slipway.rollout.outcomes import fail, mark_succeeded, stable_deployment
+from slipway.rollout.outcomes import fail, mark_succeeded
 from slipway.traffic.replicas import achieved_weight
 
 
