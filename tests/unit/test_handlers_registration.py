@@ -31,4 +31,15 @@ def test_every_kind_that_drives_a_pass_has_an_event_handler() -> None:
         "deployment_changed",
         "service_changed",
         "policy_changed",
+        # one per route kind a router owns (traffic.ROUTE_KINDS)
+        "httproute_changed",
+        "virtualservice_changed",
     }
+
+
+def test_every_route_kind_is_indexed() -> None:
+    from slipway.traffic import ROUTE_KINDS
+
+    registry = kopf.get_default_registry()
+    ids = {h.id for h in registry._indexing.get_all_handlers()}
+    assert {f"route_index_{kind.lower()}" for kind in ROUTE_KINDS} <= ids

@@ -26,6 +26,7 @@ from typing import Any
 import kopf
 
 from slipway import metrics
+from slipway.analysis.agreement import PredictionSource
 from slipway.analysis.provider import MetricProvider, QueryResult, make_provider
 from slipway.api.models import ModelDeployment, RolloutPolicy
 from slipway.handlers.queue import WorkQueue
@@ -37,7 +38,7 @@ from slipway.handlers.snapshot import (
     ServiceState,
 )
 from slipway.kube.client import KubeError, KubeWriter
-from slipway.kube.observe import DeploymentState
+from slipway.kube.observe import DeploymentState, LiveRoute
 
 log = logging.getLogger("slipway")
 
@@ -72,8 +73,12 @@ class CountingProvider:
 class Providers:
     """Metric providers shared by all passes, one per (kind, url, timeout)."""
 
-    def __init__(self, default_url: str | None = None) -> None:
+    def __init__(
+        self, default_url: str | None = None, predictions: PredictionSource | None = None
+    ) -> None:
         self.default_url = default_url or os.environ.get("SLIPWAY_PROMETHEUS_URL", "")
+        self.predictions = predictions
+        """Where a shadow phase reads each release's predictions per request id."""
         self._made: dict[tuple[str, str, float], CountingProvider] = {}
         self._lock = threading.Lock()
 
@@ -101,6 +106,8 @@ class Indexes:
     deployments: kopf.Index[Any, DeploymentState]
     services: kopf.Index[Any, ServiceState]
     policies: kopf.Index[Any, RolloutPolicy | None]
+    routes: tuple[kopf.Index[Any, LiveRoute], ...] = ()
+    """One per route kind the routers own (traffic.ROUTE_KINDS)."""
 
 
 @dataclass
@@ -212,13 +219,13 @@ class Controller:
         model = models[0] if models else None
         tier = model.model.spec.tier if model and model.model else None
         policies = list(self.indexes.policies.get(tier, [])) if tier else []
-        services = list(self.indexes.services.get(key, []))
         return ModelSnapshot(
             namespace=namespace,
             name=name,
             model=model,
             releases=tuple(self.indexes.releases.get(key, [])),
             deployments=tuple(self.indexes.deployments.get(key, [])),
-            service=services[0] if services else None,
+            services=tuple(self.indexes.services.get(key, [])),
             policy=policies[0] if policies else None,
+            routes=tuple(r for index in self.indexes.routes for r in index.get(key, [])),
         )

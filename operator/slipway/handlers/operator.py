@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from slipway.analysis.agreement import KubePredictionSource
 from slipway.api import constants as c
 from slipway.api.models import RolloutPolicy
 from slipway.handlers.controller import Controller, Indexes, Providers
@@ -27,6 +28,7 @@ from slipway.handlers.snapshot import ModelEntry, ReleaseEntry, ServiceState, se
 from slipway.kube.client import KubeWriter, make_api_client
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState, deployment_state, release_summary
+from slipway.traffic import ROUTE_KINDS
 
 log = logging.getLogger("slipway")
 
@@ -46,10 +48,11 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     # kopf passes every index to every handler by its function's name (live views).
-    indexes = Indexes(*(kwargs[name] for name in INDEXES))
-    controller = Controller(
-        KubeWriter(make_api_client()), indexes, reconcile, Providers(memo.get("prometheus_url"))
-    )
+    routes = tuple(kwargs[_route_index_id(kind)] for kind in ROUTE_KINDS)
+    indexes = Indexes(**{field: kwargs[name] for field, name in INDEXES.items()}, routes=routes)
+    api = make_api_client()
+    providers = Providers(memo.get("prometheus_url"), KubePredictionSource(api))
+    controller = Controller(KubeWriter(api), indexes, reconcile, providers)
     memo["controller"] = controller
     memo["controller_task"] = asyncio.create_task(controller.run(), name="slipway-reconcile")
     log.info("slipway operator started: handlers registered, indexes warming up")
@@ -104,9 +107,39 @@ def deployment_index(
 
 @kopf.index("v1", "services", labels=SLIPWAY_CHILDREN)
 def service_index(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[Any, ServiceState]:
-    return {(namespace, name): service_state(body, service_fingerprint(body))}
+    model = labels.get(c.LABEL_MODEL)
+    return {(namespace, model): service_state(body, service_fingerprint(body))} if model else {}
+
+
+def _route_index_id(kind: str) -> str:
+    return f"route_index_{kind.lower()}"
+
+
+def _register_route_kind(kind: str, group: str, version: str, plural: str, observe: Any) -> None:
+    """Index and watch one route kind a router owns. Without its CRD in the cluster kopf
+    says so once at start-up and the index stays empty; nothing waits on it."""
+
+    def index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
+        model = labels.get(c.LABEL_MODEL)
+        return {(namespace, model): observe(dict(body))} if model else {}
+
+    async def changed(
+        namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+    ) -> None:
+        model = labels.get(c.LABEL_MODEL)
+        if model:
+            _controller(memo).enqueue((namespace or "", model))
+
+    kopf.index(group, version, plural, labels=SLIPWAY_CHILDREN, id=_route_index_id(kind))(index)
+    kopf.on.event(group, version, plural, labels=SLIPWAY_CHILDREN, id=f"{kind.lower()}_changed")(
+        changed
+    )
+
+
+for _kind, (_group, _version, _plural, _observe) in ROUTE_KINDS.items():
+    _register_route_kind(_kind, _group, _version, _plural, _observe)
 
 
 # ---------------------------------------------------------------- events -> work
@@ -152,5 +185,11 @@ async def policy_changed(name: str, memo: Any, **kwargs: Any) -> None:
             controller.enqueue(key)
 
 
-INDEXES = ("model_index", "release_index", "deployment_index", "service_index", "policy_index")
-"""The index functions' names (kopf's kwargs), in the order of ``Indexes``' fields."""
+INDEXES = {
+    "models": "model_index",
+    "releases": "release_index",
+    "deployments": "deployment_index",
+    "services": "service_index",
+    "policies": "policy_index",
+}
+"""``Indexes``' fields and the index functions' names (kopf's kwargs)."""

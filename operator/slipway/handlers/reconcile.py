@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from slipway import metrics
+from slipway.analysis.agreement import SLO_NAME as AGREEMENT
+from slipway.analysis.agreement import measure_agreement
 from slipway.analysis.analyze import Evidence, analyze
 from slipway.analysis.templates import release_variables
 from slipway.analysis.verdicts import combine, inconclusive
@@ -31,14 +33,14 @@ from slipway.api.models import (
     ModelReleaseStatus,
     SLOResult,
 )
-from slipway.api.phases import Phase
+from slipway.api.phases import Phase, Verdict
 from slipway.handlers.controller import Memory, Providers
 from slipway.handlers.snapshot import ModelEntry, ModelSnapshot, ReleaseEntry
 from slipway.handlers.status import dump_status, owned_keys, status_patch
 from slipway.kube.children import build_service, child_problems
 from slipway.kube.client import KubeError, KubeWriter
 from slipway.kube.fingerprint import service_fingerprint
-from slipway.kube.observe import DeploymentState
+from slipway.kube.observe import DeploymentState, LiveRoute
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
     MODEL_WRITES,
@@ -51,10 +53,17 @@ from slipway.rollout.core import (
     SetServing,
     Situation,
 )
-from slipway.rollout.gate import analysis_due, analysis_settings, error_budget
+from slipway.rollout.gate import (
+    agreement_checked,
+    analysis_due,
+    analysis_settings,
+    error_budget,
+    shadow_for,
+)
 from slipway.rollout.model import decide_model
 from slipway.rollout.outcomes import child_refused
 from slipway.rollout.release import decide
+from slipway.traffic import ROUTERS
 
 log = logging.getLogger("slipway")
 
@@ -106,6 +115,17 @@ class Pass:
     @property
     def deployments(self) -> dict[str, DeploymentState]:
         return self.snap.owned_deployments(self.entry.uid if self.entry else None)
+
+    @property
+    def services(self) -> dict[str, str]:
+        return self.snap.owned_services(self.entry.uid if self.entry else None)
+
+    @property
+    def route(self) -> LiveRoute | None:
+        """The live route object of the model's router (None for ``replicas``)."""
+        model = self.model
+        kind = ROUTERS[model.spec.router].route_kind if model else None
+        return self.snap.route(kind)
 
 
 def reconcile(
@@ -163,6 +183,8 @@ def reconcile_release(run: Pass, entry: ReleaseEntry) -> datetime | None:
         now=now(),
         model_error=model_error,
         policy=run.snap.policy,
+        route=run.route,
+        services=run.services,
     )
     if analysis_due(situation):
         situation = replace(situation, analysis=run_analysis(run, situation))
@@ -226,6 +248,8 @@ def run_analysis(run: Pass, situation: Situation) -> list[SLOResult]:
             budget=error_budget(model, situation.policy),
         )
         results = analyze(model.spec.slos, provider, candidate, stable, settings, evidence)
+    if agreement_checked(situation, model):
+        results = [*results, _agreement(run, situation, model)]
     labels = (namespace, model.metadata.name, release.metadata.name)
     for result in results:
         metrics.SLO_VERDICTS.labels(*labels, result.slo, result.verdict.value).inc()
@@ -235,6 +259,36 @@ def run_analysis(run: Pass, situation: Situation) -> list[SLOResult]:
             metrics.SLO_BASELINE.labels(*labels, result.slo).set(result.baseline)
     metrics.ANALYSES.labels(*labels, combine(results).value).inc()
     return results
+
+
+def _agreement(run: Pass, situation: Situation, model: ModelDeployment) -> SLOResult:
+    """How often the candidate predicted what the stable did on the same mirrored
+    requests (joined per request id), judged against ``minAgreement``."""
+    spec = shadow_for(situation, model)
+    assert spec is not None and spec.min_agreement is not None
+    release = situation.release
+    since = release.status.weight_reached_at or release.status.step_started_at or situation.now
+    source = run.providers.predictions
+    if source is None or model.status.stable_release is None:
+        return SLOResult(
+            slo=AGREEMENT,
+            verdict=Verdict.INCONCLUSIVE,
+            threshold=f">= {spec.min_agreement:g}",
+            reason=f"SLO {AGREEMENT}: no prediction source (the operator reads predictions"
+            " through the API server's pod proxy)",
+        )
+    budget = error_budget(model, situation.policy)
+    return measure_agreement(
+        source,
+        release.metadata.namespace or "",
+        model.metadata.name,
+        model.status.stable_release,
+        release.metadata.name,
+        since.timestamp(),
+        spec.min_agreement,
+        budget.false_rollback,
+        now=situation.now.timestamp(),
+    )
 
 
 def _invalid_release(body: Mapping[str, Any], why: str) -> ModelReleaseStatus:
@@ -366,9 +420,15 @@ def reconcile_model(run: Pass) -> datetime | None:
     decision = decide_model(
         model, run.deployments, {r.summary.name: r.summary for r in run.snap.releases}, now()
     )
-    problem = _ensure_service(run, model, decision.status.serving)
-    if decision.actions:
-        carry_out(run, decision.actions)
+    # Behind a route, the model's own Service reaches the stable only: the route is
+    # where live traffic is split, and a caller of the Service never meets a candidate.
+    routed = ROUTERS[model.spec.router].route_kind is not None
+    problem = _ensure_service(
+        run, model, model.status.stable_release if routed else decision.status.serving
+    )
+    rest = ROUTERS[model.spec.router].at_rest(model, run.route, run.services)
+    if decision.actions or rest:
+        carry_out(run, [*rest, *decision.actions])
     key = ("rollback", run.snap.namespace, run.snap.name)
     if decision.rollback_message and run.memory.said.get(key) != decision.rollback_message:
         run.memory.said[key] = decision.rollback_message

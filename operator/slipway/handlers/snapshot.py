@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slipway.api.models import ModelDeployment, RolloutPolicy
-from slipway.kube.observe import DeploymentState, ReleaseSummary, controller_uid
+from slipway.kube.observe import DeploymentState, LiveRoute, ReleaseSummary, controller_uid
 
 ModelKey = tuple[str, str]
 """(namespace, ModelDeployment name): the unit of work of the reconcile queue."""
@@ -54,10 +54,12 @@ class ServiceState:
 
     fingerprint: str
     owner_uid: str | None
+    name: str = ""
 
 
 def service_state(body: Mapping[str, Any], fingerprint: str) -> ServiceState:
-    return ServiceState(fingerprint, controller_uid(body.get("metadata") or {}))
+    meta = body.get("metadata") or {}
+    return ServiceState(fingerprint, controller_uid(meta), str(meta.get("name", "")))
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,24 @@ class ModelSnapshot:
     model: ModelEntry | None
     releases: tuple[ReleaseEntry, ...]
     deployments: tuple[DeploymentState, ...]
-    service: ServiceState | None
+    services: tuple[ServiceState, ...]
+    """Every Slipway Service of the model: its own and its releases' (route backends)."""
     policy: RolloutPolicy | None
+    routes: tuple[LiveRoute, ...] = ()
+    """The model's route objects (HTTPRoute, VirtualService) as they are live."""
+
+    @property
+    def service(self) -> ServiceState | None:
+        """The model's own Service (named after it)."""
+        return next((s for s in self.services if s.name == self.name), None)
+
+    def owned_services(self, uid: str | None) -> dict[str, str]:
+        """The model's Services controlled by ``uid``: name -> fingerprint."""
+        return {s.name: s.fingerprint for s in self.services if uid is None or s.owner_uid == uid}
+
+    def route(self, kind: str | None) -> LiveRoute | None:
+        """The model's route object of ``kind`` (its router's), if it exists."""
+        return next((r for r in self.routes if r.kind == kind), None) if kind else None
 
     def owned_deployments(self, uid: str | None) -> dict[str, DeploymentState]:
         """This model's Deployments keyed by release; only those controlled by ``uid``, so a

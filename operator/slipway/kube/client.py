@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from slipway.api import constants as c
 from slipway.metrics import KUBE_WRITES
+from slipway.traffic import ROUTE_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,18 @@ class KubeWriter:
             "Service": self.core.patch_namespaced_service,
             "Deployment": self.apps.patch_namespaced_deployment,
         }
-        if kind not in patchers:
-            raise ValueError(f"Slipway does not apply objects of kind {kind!r}")
-        return patchers[kind]
+        if kind in patchers:
+            return patchers[kind]
+        if kind in ROUTE_KINDS:  # a router's route object (a custom resource)
+            group, version, plural, _ = ROUTE_KINDS[kind]
+
+            def patch(name: str, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
+                return self.custom.patch_namespaced_custom_object(
+                    group, version, namespace, plural, name, body, **kwargs
+                )
+
+            return patch
+        raise ValueError(f"Slipway does not apply objects of kind {kind!r}")
 
     def delete_deployment(self, namespace: str, name: str, uid: str | None = None) -> bool:
         """Delete a Deployment (its pods go with it); False if it was already gone.

@@ -197,7 +197,9 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
     def place(situation: Situation, model: ModelDeployment, weight: int) -> Placement:
         name = situation.release.metadata.name
         route = situation.route
-        achieved = route.share(service_name(model, name)) if carries(route) else 0
+        achieved = (
+            route.share(service_name(model, name)) if route is not None and carries(route) else 0
+        )
         plan = plan_for(model, name, weight)
         return placed(situation, model, plan, pods_for(model, weight), achieved)
 
@@ -205,7 +207,9 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
         name = situation.release.metadata.name
         stable = model.status.stable_release or name
         route = situation.route
-        achieved = route.mirrored(service_name(model, name)) if carries(route) else 0
+        achieved = (
+            route.mirrored(service_name(model, name)) if route is not None and carries(route) else 0
+        )
         plan = RoutePlan(((stable, 100),), (name, percent))
         return placed(situation, model, plan, pods_for(model, percent), achieved)
 
