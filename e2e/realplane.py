@@ -334,12 +334,20 @@ class ServiceLoad:
     """
 
     def __init__(
-        self, cluster_ip: str, port: int, rps: float = 50.0, workers: int = 8, timeout: float = 2
+        self,
+        cluster_ip: str,
+        port: int,
+        rps: float = 50.0,
+        workers: int = 8,
+        timeout: float = 2,
+        host_header: str | None = None,
     ) -> None:
         address = ipaddress.ip_address(cluster_ip)
-        if not address.is_private or not programmed(cluster_ip):
+        # A gateway's listener on the loopback, or a Service kube-proxy programmed here.
+        if not address.is_loopback and (not address.is_private or not programmed(cluster_ip)):
             raise ValueError(f"{cluster_ip} is not a Service address kube-proxy programmed here")
         self.host, self.port, self.rps, self.timeout = cluster_ip, port, rps, timeout
+        self.headers = {"Host": host_header} if host_header else {}
         x, y = make_dataset(SAMPLES, heldout_seed(DEFAULT_SEED))
         self._samples = [(row.tolist(), int(label)) for row, label in zip(x, y, strict=True)]
         self._index = itertools.count()
@@ -397,12 +405,12 @@ class ServiceLoad:
         features, label = self._samples[next(self._index) % len(self._samples)]
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            status, body = _post(conn, "/predict", {"features": features})
+            status, body = _post(conn, "/predict", {"features": features}, self.headers)
             if status == 200:
-                _post(conn, "/feedback", {"features": features, "label": label})
+                _post(conn, "/feedback", {"features": features, "label": label}, self.headers)
                 return str(body["version"])
             self.errors[str(status)] += 1
-            conn.request("GET", "/healthz")
+            conn.request("GET", "/healthz", headers=self.headers)
             return str(json.loads(conn.getresponse().read())["version"])
         except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
             self.errors[type(error).__name__] += 1
@@ -411,8 +419,15 @@ class ServiceLoad:
             conn.close()
 
 
-def _post(conn: http.client.HTTPConnection, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+def _post(
+    conn: http.client.HTTPConnection,
+    path: str,
+    body: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, Any]:
+    conn.request(
+        "POST", path, json.dumps(body), {"Content-Type": "application/json", **(headers or {})}
+    )
     answer = conn.getresponse()
     return answer.status, json.loads(answer.read() or b"{}")
 

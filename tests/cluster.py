@@ -102,6 +102,15 @@ class Cluster:
             what=f"release {release} to reach phase {phase}",
         )
 
+    def wait_phase_in(
+        self, release: str, phases: set[str], timeout: float = CONVERGE_SECONDS
+    ) -> dict[str, Any]:
+        return wait_for(
+            lambda: (s := self.release_status(release)).get("phase") in phases and s,
+            timeout=timeout,
+            what=f"release {release} to reach one of {sorted(phases)}",
+        )
+
     def patch_model(self, spec: dict[str, Any], name: str = "fraud") -> None:
         self.custom.patch_namespaced_custom_object(
             c.GROUP, c.VERSION, self.ns, c.PLURAL_DEPLOYMENT, name, {"spec": spec}

@@ -123,14 +123,21 @@ def _preview(
     total = model.spec.replicas
     own = situation.deployments.get(name)
     router = ROUTERS[model.spec.router]
-    if stable is not None:
+    if stable is not None and router.mirror is not None:
+        # Every live request stays with the stable, and a copy of each goes to the preview
+        # (at full size), so its pre-switch analysis judges live traffic; answers discarded.
+        placement = router.mirror(situation, model, 100)
+        actions += placement.actions
+        status.desired_mirror_percent, status.mirror_percent = 100, placement.achieved
+    elif stable is not None:
         # Live traffic is pinned to the stable before the candidate has any pod.
         actions += router.switch(situation, model, stable)
     status.route = router.describe(situation, model)
     if own is None:
-        actions.append(ApplyObject(build_deployment(model, release, total)))
+        if not any(isinstance(a, ApplyObject) and a.body["kind"] == "Deployment" for a in actions):
+            actions.append(ApplyObject(build_deployment(model, release, total)))
         actions.append(ApplyObject(build_preview_service(model, name)))
-    elif own.replicas != total:
+    elif own.replicas != total and ScaleDeployment(own.name, total) not in actions:
         actions.append(ScaleDeployment(own.name, total))
     status.step_label, status.weight, status.desired_weight = "preview", 0, 0
 
@@ -193,6 +200,7 @@ def _switch(
     name, now = situation.release.metadata.name, situation.now
     actions += ROUTERS[model.spec.router].switch(situation, model, name)
     status.switched_at = now
+    status.mirror_percent = status.desired_mirror_percent = None
     status.step, status.step_started_at = SWITCHED, now
     status.step_label, status.weight, status.desired_weight = "switched", 100, 100
     ends = switch_ends(model, status)
