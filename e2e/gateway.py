@@ -93,7 +93,7 @@ def cached() -> tuple[bool, str]:
 
 
 def prepare() -> None:
-    """Fetch and build whatever is not cached (`gateway.sh prepare`: about 8 minutes and
+    """Fetch and build whatever is not cached (`gateway.sh prepare`: 4 to 8 minutes and
     2.3 GB once, instant after; progress on stderr). Raises RuntimeError on failure."""
     if cached()[0]:
         return

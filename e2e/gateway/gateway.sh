@@ -129,7 +129,7 @@ cmd_build() {
   if [ -x "$eg_bin" ]; then echo "$eg_bin"; return; fi
   mkdir -p "$bin_dir" "$cache/logs"
   local blog="$cache/logs/build-envoy-gateway-$ENVOY_GATEWAY_VERSION.log"
-  log "building envoy-gateway $ENVOY_GATEWAY_VERSION with go install under nice -n 19 (about 8 minutes on 2 cores, 2.3 GB; log $blog)"
+  log "building envoy-gateway $ENVOY_GATEWAY_VERSION with go install under nice -n 19 (4 to 8 minutes on 2 cores, 2.3 GB of memory, 3 GB of Go caches; log $blog)"
   local start=$SECONDS
   rm -rf "$bin_dir.tmp"
   ( cd "$cache" && GOBIN="$bin_dir.tmp" nice -n 19 go install \

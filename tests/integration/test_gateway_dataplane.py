@@ -4,7 +4,7 @@ and a real Envoy splits and mirrors real requests as the route says.
 Backends are Envoy Gateway `Backend` objects pointing at two HTTP servers on 127.0.0.1
 (this tier may have no real node; kube-apiserver refuses loopback EndpointSlices).
 Runs with SLIPWAY_GATEWAY=1, which `make` sets whenever the real node is on (as root, as
-in CI); `make test` prepares the binaries first (about 8 minutes and 2.3 GB once, cached).
+in CI); `make test` prepares the binaries first (4 to 8 minutes on 2 cores once, cached).
 Under CI=true a data plane that cannot be prepared or started fails these tests instead
 of skipping them.
 """
@@ -34,7 +34,7 @@ ROUTE = "model"
 pytestmark = pytest.mark.skipif(
     not gateway.enabled(),
     reason="the Envoy Gateway data plane is off: SLIPWAY_GATEWAY=1 (make sets it with the"
-    " real node, as root) runs it; preparing it takes about 8 minutes and 2.3 GB once",
+    " real node, as root) runs it; preparing it takes 4 to 8 minutes once",
 )
 
 
@@ -61,6 +61,9 @@ class Backend:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle's algorithm and
+            # Envoy's delayed ACK held every answer back 40 ms.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 # Envoy Gateway's mirror does not append `-shadow` to the Host (a
