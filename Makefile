@@ -8,8 +8,11 @@ STAMP := $(VENV)/.installed
 # A real node (kubelet, containerd, kube-proxy, real pods) joins the local cluster whenever
 # we run as root, as CI does; SLIPWAY_REAL_NODE=0 keeps only the fake kwok nodes.
 export SLIPWAY_REAL_NODE ?= $(if $(filter 0,$(shell id -u)),1,0)
+# The real Gateway API data plane (Envoy Gateway + Envoy on this machine, e2e/gateway/)
+# goes with the real node; SLIPWAY_GATEWAY=0 turns it off, SLIPWAY_GATEWAY=1 on.
+export SLIPWAY_GATEWAY ?= $(SLIPWAY_REAL_NODE)
 
-.PHONY: help venv lint fmt crds unit integration test demo cluster-up cluster-down bench lock clean
+.PHONY: help venv lint fmt crds unit integration test traffic demo cluster-up cluster-down bench lock clean
 
 help:
 	@echo "make demo         - everything set up, then an example rollout on the local cluster"
@@ -46,13 +49,26 @@ crds: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
-integration: venv
+integration: venv traffic
 	$(BIN)/pytest tests/integration -v
+
+# The real traffic CRDs every test cluster gets (Gateway API, Envoy Gateway, Istio; from
+# the Go module proxy, a few seconds once) and, with SLIPWAY_GATEWAY=1, the Envoy Gateway
+# data plane (envoy-gateway built from its Go module, 4 to 8 minutes once; then cached).
+traffic:
+	@echo "[make] traffic CRDs: Gateway API, Envoy Gateway, Istio (fetched once, then cached)"
+	@bash e2e/gateway/gateway.sh crds >/dev/null
+	@bash e2e/gateway/gateway.sh istio-crds >/dev/null
+	@if [ "$(SLIPWAY_GATEWAY)" = 1 ]; then \
+	  echo "[make] Envoy Gateway data plane (SLIPWAY_GATEWAY=1; built once, then cached)"; \
+	  bash e2e/gateway/gateway.sh prepare >/dev/null; \
+	fi
 
 test: lint
 	@echo "[make] Prometheus (Debian package) and the cluster binaries (built once, then cached)"
 	@bash e2e/prometheus/ensure.sh
 	@bash e2e/cluster/build.sh
+	@$(MAKE) --no-print-directory traffic
 	@echo "[make] tests: e2e, integration (real API server, real Prometheus) and unit"
 	$(BIN)/pytest tests -v -p no:cacheprovider
 
