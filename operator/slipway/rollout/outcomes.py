@@ -158,6 +158,7 @@ def roll_back(
         kept.append(SetActive(None))
     status.phase = Phase.ROLLED_BACK
     status.weight, status.desired_weight = 0, 0
+    status.mirror_percent = status.desired_mirror_percent = None
     status.completed_at = situation.now
     keeps = (
         f"; stable {model.status.stable_release!r} keeps serving"

@@ -15,7 +15,7 @@ from slipway.api.durations import parse_duration
 from slipway.api.models import ModelDeployment, ModelReleaseStatus
 from slipway.api.phases import Phase
 from slipway.rollout.core import Situation
-from slipway.rollout.gate import analysis_applies, analysis_settings
+from slipway.rollout.gate import SHADOW_STEP, analysis_applies, analysis_settings, shadow_for
 from slipway.rollout.strategies import bluegreen
 
 SAFETY_NET = timedelta(seconds=10)
@@ -41,6 +41,10 @@ def next_look(
     steps = status.steps or []
     if status.weight_reached_at is not None and status.step and status.step <= len(steps):
         moments.append(status.weight_reached_at + parse_duration(steps[status.step - 1].pause))
+    shadow = shadow_for(situation, model)
+    if status.step == SHADOW_STEP and shadow is not None and status.weight_reached_at is not None:
+        ends = status.weight_reached_at + parse_duration(shadow.duration)
+        moments += [ends, ends + deadline + SLACK]  # the verdict; past it, onInconclusive
     for moment in (bluegreen.switch_due(model, status), bluegreen.switch_ends(model, status)):
         if moment is not None:
             moments.append(moment)

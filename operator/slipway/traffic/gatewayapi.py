@@ -83,7 +83,8 @@ def observe(body: Mapping[str, Any]) -> LiveRoute:
             if percent is None and spec.get("fraction"):
                 fraction = spec["fraction"]
                 percent = round(100 * fraction["numerator"] / fraction.get("denominator", 100))
-            mirror = (str((spec.get("backendRef") or {}).get("name")), int(percent or 100))
+            share = int(percent) if percent is not None else 100  # unset: every request
+            mirror = (str((spec.get("backendRef") or {}).get("name")), share)
     accepted, why = _accepted(body)
     return LiveRoute(
         kind=KIND,

@@ -83,12 +83,7 @@ def ensure(
     observe: ObserveRoute,
 ) -> list[Action]:
     """The Services the plan names and the route itself, each only when not live as wanted."""
-    actions: list[Action] = []
-    releases = [r for r, _ in plan.weights] + ([plan.mirror[0]] if plan.mirror else [])
-    for release in dict.fromkeys(releases):
-        service = build_release_service(model, release)
-        if services.get(service["metadata"]["name"]) != service_fingerprint(service):
-            actions.append(ApplyObject(service))
+    actions = ensure_services(model, plan, services)
     body = route_body(model, plan, build)
     wanted = observe(body)
     if (
@@ -99,6 +94,19 @@ def ensure(
         or route.mirror != wanted.mirror
     ):
         actions.append(ApplyObject(body))
+    return actions
+
+
+def ensure_services(
+    model: ModelDeployment, plan: RoutePlan, services: Mapping[str, str]
+) -> list[Action]:
+    """The Services of the releases the plan names, when missing or not as wanted."""
+    actions: list[Action] = []
+    releases = [r for r, _ in plan.weights] + ([plan.mirror[0]] if plan.mirror else [])
+    for release in dict.fromkeys(releases):
+        service = build_release_service(model, release)
+        if services.get(service["metadata"]["name"]) != service_fingerprint(service):
+            actions.append(ApplyObject(service))
     return actions
 
 
@@ -188,11 +196,25 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
         name = situation.release.metadata.name
         route = situation.route
         actions = _size(situation, model, name, pods) + _stable_whole(situation, model)
-        actions += ensure(model, plan, route, situation.services, build, observe)
+        ready = _ready(situation, name, pods)
+        if ready:
+            actions += ensure(model, plan, route, situation.services, build, observe)
+        else:
+            # No request (nor copy) goes to pods that are not ready: the route keeps what
+            # it has (the stable everything, at first) until they are.
+            actions += ensure_services(model, plan, situation.services)
+            if route is None and model.status.stable_release is not None:
+                rest = RoutePlan(((model.status.stable_release, 100),))
+                actions += ensure(model, rest, route, situation.services, build, observe)
         on_route = live(route, plan, model, reports)
-        reached = on_route and _ready(situation, name, pods)
-        note = "" if on_route else waiting(route, model, live(route, plan, model, False))
-        return Placement(actions, achieved, reached, note, describe(route, model))
+        note = ""
+        if not on_route and ready:
+            note = waiting(route, model, live(route, plan, model, False))
+        elif not ready:
+            own = situation.deployments.get(name)
+            have = own.ready_replicas if own else 0
+            note = f"waiting for {have}/{pods} ready candidate pods before the route changes"
+        return Placement(actions, achieved, on_route and ready, note, describe(route, model))
 
     def place(situation: Situation, model: ModelDeployment, weight: int) -> Placement:
         name = situation.release.metadata.name

@@ -24,6 +24,7 @@ from slipway.api.durations import parse_duration
 from slipway.api.models import BlueGreenSpec, ModelDeployment, ModelReleaseStatus
 from slipway.api.phases import InconclusiveAction, Phase
 from slipway.kube.children import build_deployment, build_preview_service
+from slipway.kube.fingerprint import service_fingerprint
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import (
     Action,
@@ -97,7 +98,8 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         return roll_back(situation, status, model, actions, *tick.rollback)
     held = tick.held is not None
     if status.step == SHADOW_STEP and controls.promote:
-        status.step = PREVIEW  # promoted by hand: the shadow phase is skipped
+        # Promoted by hand: the shadow phase is skipped, the preview's clocks start now.
+        status.step, status.step_started_at, status.weight_reached_at = PREVIEW, now, None
     if status.step == SHADOW_STEP and shadowing is not None and not controls.promote:
         going = shadow(situation, status, model, actions, shadowing, controls, held)
         if going is not None:
@@ -136,9 +138,11 @@ def _preview(
     if own is None:
         if not any(isinstance(a, ApplyObject) and a.body["kind"] == "Deployment" for a in actions):
             actions.append(ApplyObject(build_deployment(model, release, total)))
-        actions.append(ApplyObject(build_preview_service(model, name)))
     elif own.replicas != total and ScaleDeployment(own.name, total) not in actions:
         actions.append(ScaleDeployment(own.name, total))
+    preview = build_preview_service(model, name)
+    if situation.services.get(preview["metadata"]["name"]) != service_fingerprint(preview):
+        actions.append(ApplyObject(preview))  # also after a shadow, or if deleted by hand
     status.step_label, status.weight, status.desired_weight = "preview", 0, 0
 
     available = own is not None and own.replicas == total and own.available
