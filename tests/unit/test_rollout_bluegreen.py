@@ -9,6 +9,8 @@ from slipway.api import conditions as cond
 from slipway.api import constants as c
 from slipway.api.models import SLOResult
 from slipway.api.phases import Phase, Verdict
+from slipway.kube.children import build_preview_service
+from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.core import (
     ApplyObject,
@@ -41,6 +43,7 @@ def tick(
     model_deployment: Any = None,
     analysis: list[SLOResult] | None = None,
     annotations: dict[str, str] | None = None,
+    services: dict[str, str] | None = None,
 ) -> Decision:
     rel = release(strategy="blueGreen", status=status or {})
     if annotations:
@@ -53,6 +56,7 @@ def tick(
             deployments=deployments,
             now=now,
             analysis=analysis,
+            services=services or {},
         )
     )
 
@@ -64,6 +68,12 @@ def services(decision: Decision) -> dict[str, dict[str, str]]:
         for a in decision.actions
         if isinstance(a, ApplyObject) and a.body["kind"] == "Service"
     }
+
+
+def preview_exists(m: Any = None) -> dict[str, str]:
+    """The cluster's Services: the <model>-preview Service, as the preview applied it."""
+    body = build_preview_service(m if m is not None else md(), "fraud-v2")
+    return {body["metadata"]["name"]: service_fingerprint(body)}
 
 
 STABLE_ONLY = {"fraud-v1": deployment("fraud-v1", ready=4, replicas=4)}
@@ -117,7 +127,7 @@ def test_preview_pins_live_traffic_to_the_stable_before_the_candidate_has_pods()
 
 
 def test_an_available_preview_without_slos_switches_in_one_selector_change() -> None:
-    decision = tick(PREVIEW, T0 + timedelta(seconds=5), BOTH)
+    decision = tick(PREVIEW, T0 + timedelta(seconds=5), BOTH, services=preview_exists())
     assert decision.status.switched_at == T0 + timedelta(seconds=5)
     assert decision.status.weight == 100
     assert SetServing("fraud-v2") in decision.actions
@@ -133,6 +143,16 @@ def test_an_available_preview_without_slos_switches_in_one_selector_change() -> 
         md(serving="fraud-v2"),
     )
     assert later.look_again_at == T0 + timedelta(seconds=35)
+
+
+def test_a_preview_service_missing_or_changed_is_applied_again() -> None:
+    manual = md(blueGreen={"autoPromotion": False})  # the preview stays a preview
+    want = {"fraud-preview": {c.LABEL_MODEL: "fraud", c.LABEL_RELEASE: "fraud-v2"}}
+    stale = {"fraud-preview": "not-its-fingerprint"}
+    for cluster, applied in [({}, want), (stale, want), (preview_exists(manual), {})]:
+        decision = tick(PREVIEW, T0, BOTH, model_deployment=manual, services=cluster)
+        assert decision.status.step == 1 and decision.status.switched_at is None
+        assert services(decision) == applied
 
 
 def test_without_auto_promotion_it_waits_for_slipway_promote() -> None:
