@@ -24,7 +24,11 @@ from slipway.api.models import (
     SLOResult,
 )
 from slipway.api.phases import Phase, Router, Strategy, Verdict
-from slipway.kube.children import build_release_service, preview_service_name
+from slipway.kube.children import (
+    build_preview_service,
+    build_release_service,
+    preview_service_name,
+)
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState, LiveRoute
 from slipway.rollout.core import (
@@ -47,7 +51,7 @@ from slipway.rollout.gate import (
 )
 from slipway.rollout.release import decide
 from slipway.traffic import ROUTE_KINDS, gatewayapi, istio
-from slipway.traffic.routes import RoutePlan, route_body
+from slipway.traffic.routes import FINGERPRINT, RoutePlan, route_body
 from tests.unit.factories import T0, deployment, model, release
 
 ROUTED: dict[Router, dict[str, Any]] = {
@@ -935,52 +939,50 @@ def test_a_canary_with_a_shadow_starts_with_it(router: Router, source: str) -> N
 def test_a_passed_shadow_starts_the_first_canary_step_in_the_same_tick(router: Router) -> None:
     m = md(router, shadow=SHADOW)
     now = T0 + DURATION
-    world = mirroring(m)
+    world = mirroring(m)  # the shadow's 2 ready pods: enough for 25 % of 4 (1 pod)
     d = tick(m, shadowing(strategy="canary"), now=now, strategy="canary", shadow=None, **world)
     s = d.status
     assert s.phase is Phase.PROGRESSING and reason(s) == cond.STEP_PROGRESSING
     assert s.shadowed_at == now
-    assert (s.step, s.step_label, s.desired_weight) == (1, "1/2", 25)
+    assert (s.step, s.step_label, s.weight, s.desired_weight) == (1, "1/2", 0, 25)
     assert s.step_started_at == now and s.weight_reached_at is None
-    assert s.mirror_percent is None
-    assert d.actions == [ScaleDeployment("fraud-fraud-v2", 1)]  # sized for 25 % of 4
-    assert untouched_for_now(d, world)  # no weight until the candidate is at its size
-    assert "waiting for weight 25% (now 0%)" in (s.message or "")
+    assert (s.mirror_percent, s.desired_mirror_percent) == (None, None)
+    # The candidate shrinks to its share, and already has the pods for it: the weights go
+    # on the route in this tick, the mirror gone in the same write.
+    assert d.actions[0] == ScaleDeployment("fraud-fraud-v2", 1)  # sized for 25 % of 4
+    [route] = routes(d)
+    assert route.backends == (("fraud-fraud-v1", 75), ("fraud-fraud-v2", 25))
+    assert route.mirror is None
+    assert len(d.actions) == 2 and not touches_stable(d.actions)
+    assert (s.message or "").startswith("step 1/2: waiting for weight 25% (now 0%): ")
+    assert (s.message or "").endswith("does not have the new weights yet")
 
-    # Next tick, the candidate at its size: one write, the mirror goes as the weights come.
+    # Next tick the weights are live: the step's clock starts, nothing more is written,
+    # and the canary never returns to the shadow.
     world = carried_out(m, world, d)
     later = now + timedelta(seconds=2)
     status = s.model_dump(by_alias=True, mode="json")
     nxt = tick(m, status, now=later, strategy="canary", shadow=None, **world)
-    [route] = routes(nxt)
-    assert route.mirror is None
-    assert route.backends == (("fraud-fraud-v1", 75), ("fraud-fraud-v2", 25))
-    assert not touches_stable(nxt.actions) and not applied(nxt, "Deployment")
-    assert (nxt.status.step, nxt.status.weight, nxt.status.weight_reached_at) == (1, 0, None)
-    assert "does not have the new weights yet" in (nxt.status.message or "")
-
-    # Then the weights are live; the canary goes on and never returns to the shadow.
-    status = nxt.status.model_dump(by_alias=True, mode="json")
-    world = carried_out(m, world, nxt)
-    again = tick(
-        m, status, now=later + timedelta(seconds=2), strategy="canary", shadow=None, **world
-    )
-    assert (again.status.step, again.status.weight) == (1, 25)
-    assert again.status.weight_reached_at == later + timedelta(seconds=2)
-    assert again.actions == []
+    assert nxt.actions == []
+    s = nxt.status
+    assert (s.step, s.weight, s.weight_reached_at, s.mirror_percent) == (1, 25, later, None)
+    assert (s.message or "").startswith("step 1/2: weight 25% (want 25%), pause 10s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routes.make_ops.placed reports a candidate shrinking from 2 to 1 pods as"
-    " 'waiting for 2/1 ready candidate pods': it waits for the scale-down, not for pods",
-)
-def test_a_shrinking_candidate_is_not_said_to_wait_for_ready_pods_it_has() -> None:
-    m = md(shadow=SHADOW)
+@pytest.mark.parametrize("router", ROUTERS)
+def test_a_shrinking_candidate_is_not_said_to_wait_for_ready_pods_it_has(router: Router) -> None:
+    m = md(router, shadow=SHADOW)
     world = mirroring(m)  # 2 ready pods; step 1 wants 1
     d = tick(m, shadowing(strategy="canary"), now=T0 + DURATION, strategy="canary", **world)
     assert d.status.step == 1
-    assert "waiting for 2/1 ready candidate pods" not in (d.status.message or "")
+    assert "ready candidate pods" not in (d.status.message or "")
+    # The route live with its weights before the scale-down is done: the weight is reached.
+    world["route"] = live_route(m, RoutePlan((("fraud-v1", 75), ("fraud-v2", 25))))
+    status = d.status.model_dump(by_alias=True, mode="json")
+    later = T0 + DURATION + timedelta(seconds=2)
+    nxt = tick(m, status, now=later, strategy="canary", **world)
+    assert (nxt.status.weight, nxt.status.weight_reached_at) == (25, later)
+    assert nxt.actions == [ScaleDeployment("fraud-fraud-v2", 1)]  # still asked, nothing else
 
 
 def test_a_canary_shadow_with_slos_needs_its_own_pass_and_step_1_needs_another() -> None:
@@ -1096,7 +1098,7 @@ def test_the_preview_starts_once_the_shadow_passed(router: Router) -> None:
     assert reason(s) == cond.WAITING_FOR_PODS
 
     # At full size: every live request stays with the stable; the preview gets a copy of
-    # all of them.
+    # all of them. Available, it still waits for that copy to be live.
     status = s.model_dump(by_alias=True, mode="json")
     world = carried_out(m, world, d)
     later = now + timedelta(seconds=2)
@@ -1104,16 +1106,24 @@ def test_the_preview_starts_once_the_shadow_passed(router: Router) -> None:
     [route] = routes(nxt)
     assert route.backends == (("fraud-fraud-v1", 100),)
     assert route.mirror == ("fraud-fraud-v2", 100)
-    assert not touches_stable(nxt.actions) and not any(
-        isinstance(a, ScaleDeployment) for a in nxt.actions
-    )
+    assert len(nxt.actions) == 1  # the route alone: no scale, no Service
     s = nxt.status
     assert (s.step, s.switched_at, s.desired_mirror_percent, s.mirror_percent) == (1, None, 100, 50)
-    assert "waiting for `slipway promote`" in (s.message or "")
+    assert s.weight_reached_at is None and reason(s) == cond.STEP_PROGRESSING
+    assert s.message == (
+        "preview available; waiting for the mirror of live traffic: "
+        f"{route.kind} 'fraud' does not have the new weights yet"
+    )
+
+    # The mirror live: its clock starts, nothing is written, it waits for the promote.
     status = s.model_dump(by_alias=True, mode="json")
     world = carried_out(m, world, nxt)
-    again = tick(m, status, now=later, strategy="blueGreen", shadow=None, **world)
-    assert again.actions == [] and again.status.mirror_percent == 100
+    live = later + timedelta(seconds=2)
+    again = tick(m, status, now=live, strategy="blueGreen", shadow=None, **world)
+    assert again.actions == []
+    s = again.status
+    assert (s.step, s.switched_at, s.mirror_percent, s.weight_reached_at) == (1, None, 100, live)
+    assert "waiting for `slipway promote`" in (s.message or "")
 
 
 def test_the_preview_service_comes_after_a_shadow_too() -> None:
@@ -1132,22 +1142,113 @@ def test_the_preview_service_comes_after_a_shadow_too() -> None:
     assert nxt.status.step == 1 and not applied(nxt, "Service")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bluegreen._preview writes the preview's mirror and then the switch to the same"
-    " route in the tick its pods are ready (no SLOs): two applies, the first superseded",
-)
-def test_a_preview_that_switches_at_once_writes_the_route_once() -> None:
-    m = md(shadow=SHADOW)
+FULL_MIRROR = RoutePlan((("fraud-v1", 100),), ("fraud-v2", 100))
+
+
+def previewing(
+    m: ModelDeployment, route: LiveRoute, **extra: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A blue-green preview after its shadow: status, and the world with the candidate at
+    full size and ready, its preview Service in place and ``route`` live."""
+    status = shadowing(strategy="blueGreen", reached=None, step=1, stepLabel="preview")
+    status.update(shadowedAt=T0.isoformat(), desiredMirrorPercent=100, **extra)
+    world = mirroring(m, FULL_MIRROR, pods=4)
+    world["route"] = route
+    preview = build_preview_service(m, "fraud-v2")
+    world["services"][preview["metadata"]["name"]] = service_fingerprint(preview)
+    return status, world
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_a_preview_that_switches_at_once_writes_the_route_once_per_tick(router: Router) -> None:
+    m = md(router, shadow=SHADOW)  # no SLOs, autoPromotion without delay
     world = mirroring(m)  # the shadow passed: its mirror live, the candidate at 2 pods
     d = tick(m, shadowing(strategy="blueGreen"), now=T0 + DURATION, strategy="blueGreen", **world)
     assert d.status.step == 1 and routes(d) == []
+    # At full size: the mirror, and no switch before it is live.
     status = d.status.model_dump(by_alias=True, mode="json")
+    world = carried_out(m, world, d)
     now = T0 + DURATION + timedelta(seconds=2)
-    nxt = tick(m, status, now=now, strategy="blueGreen", **carried_out(m, world, d))
-    assert nxt.status.switched_at == now  # at full size, no SLOs: it switches at once
-    [route] = routes(nxt)
+    nxt = tick(m, status, now=now, strategy="blueGreen", **world)
+    assert nxt.status.switched_at is None and nxt.status.weight_reached_at is None
+    assert the_route(nxt).mirror == ("fraud-fraud-v2", 100)
+    # The mirror live: it switches at once, in one write.
+    status = nxt.status.model_dump(by_alias=True, mode="json")
+    world = carried_out(m, world, nxt)
+    now += timedelta(seconds=2)
+    last = tick(m, status, now=now, strategy="blueGreen", **world)
+    assert (last.status.switched_at, last.status.weight_reached_at) == (now, now)
+    assert (last.status.mirror_percent, last.status.desired_mirror_percent) == (None, None)
+    [route] = routes(last)
     assert route.backends == (("fraud-fraud-v2", 100),) and route.mirror is None
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_a_switch_in_the_tick_the_mirror_is_rewritten_writes_the_route_once(
+    router: Router,
+) -> None:
+    m = md(router)
+    # The mirror is live (weights and copy as planned) but its spec was edited by hand:
+    # the preview's placement rewrites it, and the switch of the same tick replaces that.
+    body = route_body(m, FULL_MIRROR, istio.build if router is Router.ISTIO else gatewayapi.build)
+    body["metadata"]["annotations"][FINGERPRINT] = "edited-by-hand"
+    status, world = previewing(m, settled(body))
+    now = T0 + timedelta(seconds=5)
+    d = tick(m, status, now=now, strategy="blueGreen", annotations=PROMOTE, **world)
+    assert d.status.switched_at == now and d.status.step == 2
+    [route] = routes(d)
+    assert route.backends == (("fraud-fraud-v2", 100),) and route.mirror is None
+    assert len(d.actions) == 1 and not touches_stable(d.actions)
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_the_previews_analysis_clock_starts_only_once_the_mirror_is_live(router: Router) -> None:
+    m = md(router, slos=SLOS)
+    # Available at full size, the route not yet carrying the copy: a pass now judged
+    # no live traffic, and neither counts nor starts the clock.
+    status, world = previewing(m, live_route(m, MIRRORED))
+    early = T0 + timedelta(seconds=5)
+    d = tick(m, status, now=early, strategy="blueGreen", analysis=[result(Verdict.PASS)], **world)
+    s = d.status
+    assert s.weight_reached_at is None and s.switched_at is None
+    assert (s.mirror_percent, s.desired_mirror_percent) == (50, 100)
+    assert (s.message or "").startswith("preview available; waiting for the mirror of live")
+    assert the_route(d).mirror == ("fraud-fraud-v2", 100)
+    assert [(r.step, r.verdict, r.at) for r in s.analysis] == [(1, Verdict.PASS, early)]
+    # The mirror live: the clock starts now; the earlier pass does not switch it.
+    world = carried_out(m, world, d)
+    live = early + timedelta(seconds=5)
+    status = s.model_dump(by_alias=True, mode="json")
+    nxt = tick(m, status, now=live, strategy="blueGreen", **world)
+    s = nxt.status
+    assert (s.weight_reached_at, s.switched_at, s.mirror_percent) == (live, None, 100)
+    assert s.message == "preview analysis has not passed: latest analysis Pass; waiting"
+    assert nxt.actions == []
+    # Only a pass after it does.
+    status = s.model_dump(by_alias=True, mode="json")
+    later = live + timedelta(seconds=5)
+    done = tick(
+        m, status, now=later, strategy="blueGreen", analysis=[result(Verdict.PASS)], **world
+    )
+    assert done.status.switched_at == later
+    assert the_route(done).backends == (("fraud-fraud-v2", 100),)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bluegreen._preview: an available preview whose mirror is never live (route"
+    " refused) waits forever; that branch has no progressDeadline check",
+)
+def test_a_preview_mirror_never_live_within_the_deadline_rolls_back() -> None:
+    m = md(Router.GATEWAY_API)
+    refused = live_route(m, FULL_MIRROR, accepted=False, why="no listener")
+    status, world = previewing(m, refused)
+    on_time = tick(m, status, now=T0 + DEADLINE, strategy="blueGreen", **world)
+    assert on_time.status.phase is Phase.PROGRESSING
+    d = tick(m, status, now=T0 + DEADLINE + timedelta(seconds=1), strategy="blueGreen", **world)
+    assert d.status.phase is Phase.ROLLED_BACK
+    assert reason(d.status) == cond.PROGRESS_DEADLINE_EXCEEDED
+    assert stable_only(the_route(d)) and not touches_stable(d.actions)
 
 
 @pytest.mark.parametrize("router", ROUTERS)
@@ -1172,7 +1273,8 @@ def test_promote_during_a_blue_greens_shadow_skips_it(router: Router) -> None:
     assert not touches_stable(d.actions)
     assert "the promote annotation is ignored" not in (s.message or "")
     # At full size, the preview's mirror (not the shadow's) goes on the route; the
-    # annotation, still there, switches only once the preview's analysis passed.
+    # annotation, still there, switches neither before it is live nor, after, before the
+    # preview's analysis passed.
     status = s.model_dump(by_alias=True, mode="json")
     world = carried_out(m, world, d)
     later = now + timedelta(seconds=2)
@@ -1180,11 +1282,19 @@ def test_promote_during_a_blue_greens_shadow_skips_it(router: Router) -> None:
         m, status, now=later, strategy="blueGreen", shadow=None, annotations=PROMOTE, **world
     )
     assert (nxt.status.step, nxt.status.switched_at) == (1, None)
-    assert "preview analysis has not passed" in (nxt.status.message or "")
+    assert "waiting for the mirror of live traffic" in (nxt.status.message or "")
     route = the_route(nxt)
     assert route.backends == (("fraud-fraud-v1", 100),)
     assert route.mirror == ("fraud-fraud-v2", 100)
     assert not touches_stable(nxt.actions)
+    status = nxt.status.model_dump(by_alias=True, mode="json")
+    world = carried_out(m, world, nxt)
+    again = tick(
+        m, status, now=later, strategy="blueGreen", shadow=None, annotations=PROMOTE, **world
+    )
+    assert (again.status.step, again.status.switched_at) == (1, None)
+    assert again.status.message == "preview analysis has not passed: no analysis yet; waiting"
+    assert again.actions == []
 
 
 @pytest.mark.parametrize("mirror", [50, 100])

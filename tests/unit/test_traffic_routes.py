@@ -20,7 +20,7 @@ from slipway.api.phases import Router
 from slipway.kube.children import build_release_service
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import LiveRoute
-from slipway.rollout.core import Action, ApplyObject, ScaleDeployment, Situation
+from slipway.rollout.core import Action, ApplyObject, ScaleDeployment, Situation, merge
 from slipway.traffic import ROUTE_KINDS, ROUTERS, gatewayapi, istio
 from slipway.traffic.routes import (
     FINGERPRINT,
@@ -748,12 +748,26 @@ def test_a_canary_weight_goes_on_the_route_only_once_the_candidate_has_ready_pod
     assert applied(first.actions, kind) == []  # no weight before any ready pod
     assert not first.reached and first.achieved == 0
     assert first.note == "waiting for 0/1 ready candidate pods before the route changes"
-    # Created but not ready, then at the wrong size: still nothing on the route.
-    for pods in (deployment("fraud-v2", ready=0, replicas=1), deployment("fraud-v2", 2, 2)):
-        deps = {**STABLE, "fraud-v2": pods}
-        waiting = ops.place(situation(m, accepted_route(m, AT_REST), deps), m, 25)
-        assert applied(waiting.actions, kind) == [] and not waiting.reached
-        assert "ready candidate pods before the route changes" in waiting.note
+    # Created but not ready: still nothing on the route.
+    deps = {**STABLE, "fraud-v2": deployment("fraud-v2", ready=0, replicas=1)}
+    waiting = ops.place(situation(m, accepted_route(m, AT_REST), deps), m, 25)
+    assert waiting.actions == [] and not waiting.reached
+    assert waiting.note == "waiting for 0/1 ready candidate pods before the route changes"
+    # Growing to 50 %, one of two pods ready: the route keeps the 25 % it has.
+    deps = {**STABLE, "fraud-v2": deployment("fraud-v2", ready=1, replicas=2)}
+    growing = ops.place(situation(m, accepted_route(m, SPLIT), deps), m, 50)
+    assert growing.actions == [] and not growing.reached and growing.achieved == 25
+    assert growing.note == "waiting for 1/2 ready candidate pods before the route changes"
+    # Shrinking to its share (2 pods, 1 wanted; all or some ready): it has the pods for it,
+    # so the weight goes on the route as the scale-down is asked, and counts once live.
+    for have in (2, 1):
+        deps = {**STABLE, "fraud-v2": deployment("fraud-v2", ready=have, replicas=2)}
+        shrinking = ops.place(situation(m, accepted_route(m, AT_REST), deps), m, 25)
+        scale = ScaleDeployment("fraud-fraud-v2", 1)
+        assert shrinking.actions == [scale, ApplyObject(body_for(m, SPLIT))]
+        assert not shrinking.reached and "ready candidate pods" not in shrinking.note
+        shrunk = ops.place(situation(m, accepted_route(m, SPLIT), deps), m, 25)
+        assert shrunk.actions == [scale] and shrunk.reached and shrunk.achieved == 25
     # Ready: the weight goes on the route; reached once the route carries it.
     deps = {**STABLE, "fraud-v2": deployment("fraud-v2", ready=1, replicas=1)}
     ready = ops.place(situation(m, accepted_route(m, AT_REST), deps), m, 25)
@@ -788,16 +802,45 @@ def test_without_a_route_a_candidate_not_ready_gets_the_stable_at_100_meanwhile(
     assert "waiting for 0/4 ready candidate pods" in first.note
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routes.make_ops.placed, with no route and a candidate not ready, applies the"
-    " stable's missing Service twice in one decision (ensure_services, then ensure)",
-)
-def test_without_a_route_or_services_each_service_is_applied_once() -> None:
-    m = md(replicas=4)
-    placement = ROUTERS[Router.GATEWAY_API].place(situation(m, None, dict(STABLE), {}), m, 25)
-    assert placement.actions[-1] == ApplyObject(body_for(m, AT_REST))
-    assert [s["metadata"]["name"] for s in applied(placement.actions, "Service")] == [
-        "fraud-fraud-v1",
-        "fraud-fraud-v2",
+@pytest.mark.parametrize("router", list(ROUTED))
+def test_without_a_route_or_services_each_object_is_applied_once(router: Router) -> None:
+    m = md(router, replicas=4)
+    ops = ROUTERS[router]
+    assert ops.mirror is not None
+    for placement in (
+        ops.place(situation(m, None, dict(STABLE), {}), m, 25),
+        ops.mirror(situation(m, None, dict(STABLE), {}), m, 50),
+    ):
+        # The candidate's Deployment and Service share a name: both stay.
+        objects = [a.body for a in placement.actions if isinstance(a, ApplyObject)]
+        assert len(objects) == len(placement.actions)
+        assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+            ("Deployment", "fraud-fraud-v2"),
+            ("Service", "fraud-fraud-v1"),
+            ("Service", "fraud-fraud-v2"),
+            (body_for(m, AT_REST)["kind"], "fraud"),
+        ]
+        assert placement.actions[-1] == ApplyObject(body_for(m, AT_REST))
+
+
+def test_merge_drops_repeats_and_keeps_the_later_of_one_objects_writes() -> None:
+    m = md()
+    dep, svc = ScaleDeployment("fraud-fraud-v2", 2), build_release_service(m, "fraud-v2")
+    svc_again = copy.deepcopy(svc)
+    svc_again["metadata"]["labels"]["edited"] = "yes"
+    deployment_body = {"kind": "Deployment", "metadata": {"name": "fraud-fraud-v2"}}
+    first: list[Action] = [dep, ApplyObject(deployment_body), ApplyObject(svc)]
+    second: list[Action] = [
+        ApplyObject(body_for(m, AT_REST)),
+        ScaleDeployment("fraud-fraud-v2", 4),
+        ApplyObject(svc),
+        ApplyObject(body_for(m, SPLIT)),
+        ApplyObject(svc_again),
     ]
+    assert merge(first, second) == [
+        ApplyObject(deployment_body),
+        ScaleDeployment("fraud-fraud-v2", 4),
+        ApplyObject(body_for(m, SPLIT)),
+        ApplyObject(svc_again),
+    ]
+    assert merge(first, []) == first and merge([], first + first) == first
