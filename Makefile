@@ -83,6 +83,12 @@ demo: venv
 
 bench: venv
 	$(BIN)/python -m e2e.bench
+	@if [ "$$SLIPWAY_REAL_NODE" = 1 ]; then $(BIN)/python -m e2e.bench_traffic; \
+	else echo "[make] bench-traffic skipped: it needs the real node (run as root)"; fi
+
+.PHONY: bench-traffic
+bench-traffic: venv
+	$(BIN)/python -m e2e.bench_traffic
 
 .PHONY: bench-decisions
 bench-decisions: venv

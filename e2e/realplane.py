@@ -341,6 +341,7 @@ class ServiceLoad:
         workers: int = 8,
         timeout: float = 2,
         host_header: str | None = None,
+        feedback: bool = True,
     ) -> None:
         address = ipaddress.ip_address(cluster_ip)
         # A gateway's listener on the loopback, or a Service kube-proxy programmed here.
@@ -348,6 +349,10 @@ class ServiceLoad:
             raise ValueError(f"{cluster_ip} is not a Service address kube-proxy programmed here")
         self.host, self.port, self.rps, self.timeout = cluster_ip, port, rps, timeout
         self.headers = {"Host": host_header} if host_header else {}
+        # Through a gateway, send no /feedback: Envoy picks backends request by request
+        # (its locality scheduler is deterministic), so a /predict + /feedback pair on one
+        # connection would split by position, e.g. every /predict to one release at 50/50.
+        self.feedback = feedback
         x, y = make_dataset(SAMPLES, heldout_seed(DEFAULT_SEED))
         self._samples = [(row.tolist(), int(label)) for row, label in zip(x, y, strict=True)]
         self._index = itertools.count()
@@ -407,7 +412,8 @@ class ServiceLoad:
         try:
             status, body = _post(conn, "/predict", {"features": features}, self.headers)
             if status == 200:
-                _post(conn, "/feedback", {"features": features, "label": label}, self.headers)
+                if self.feedback:
+                    _post(conn, "/feedback", {"features": features, "label": label}, self.headers)
                 return str(body["version"])
             self.errors[str(status)] += 1
             conn.request("GET", "/healthz", headers=self.headers)

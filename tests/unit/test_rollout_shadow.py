@@ -1234,11 +1234,6 @@ def test_the_previews_analysis_clock_starts_only_once_the_mirror_is_live(router:
     assert the_route(done).backends == (("fraud-fraud-v2", 100),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bluegreen._preview: an available preview whose mirror is never live (route"
-    " refused) waits forever; that branch has no progressDeadline check",
-)
 def test_a_preview_mirror_never_live_within_the_deadline_rolls_back() -> None:
     m = md(Router.GATEWAY_API)
     refused = live_route(m, FULL_MIRROR, accepted=False, why="no listener")

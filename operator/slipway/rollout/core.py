@@ -118,3 +118,28 @@ class Decision:
     look_again_at: datetime | None = None
     """When the release must be looked at again even if nothing in the cluster changes
     (a pause ending, an analysis due, a deadline); None: only when something changes."""
+
+
+def merge(first: list[Action], second: list[Action]) -> list[Action]:
+    """Both action lists without repeats, a later scale of the same Deployment or apply of
+    the same object (kind and name: a release's Deployment and Service share a name)
+    replacing the earlier."""
+    merged: list[Action] = []
+    for action in [*first, *second]:
+        if action in merged:
+            continue
+        if isinstance(action, ScaleDeployment):
+            merged = [
+                a for a in merged if not (isinstance(a, ScaleDeployment) and a.name == action.name)
+            ]
+        if isinstance(action, ApplyObject):
+            key = _object_key(action)
+            merged = [
+                a for a in merged if not (isinstance(a, ApplyObject) and _object_key(a) == key)
+            ]
+        merged.append(action)
+    return merged
+
+
+def _object_key(action: ApplyObject) -> tuple[str, str]:
+    return action.body["kind"], action.body["metadata"]["name"]

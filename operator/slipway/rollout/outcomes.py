@@ -30,9 +30,12 @@ from slipway.rollout.core import (
     SetActive,
     SetServing,
     Situation,
+    merge,
     stable_deployment,
 )
 from slipway.traffic import ROUTERS
+
+__all__ = ["merge"]  # shared by the strategies with the outcomes
 
 PROMOTED_BY_HAND = "promoted by annotation slipway.dev/action"
 
@@ -212,27 +215,6 @@ def progress(
 def past_deadline(model: ModelDeployment, since: datetime | None, now: datetime) -> bool:
     """Whether more than progressDeadline has passed since ``since`` (None: not started)."""
     return since is not None and now - since > parse_duration(model.spec.progress_deadline)
-
-
-def merge(first: list[Action], second: list[Action]) -> list[Action]:
-    """Both action lists, later scale/apply of the same Deployment replacing the earlier."""
-    merged: list[Action] = []
-    for action in [*first, *second]:
-        if action in merged:
-            continue
-        if isinstance(action, ScaleDeployment):
-            merged = [
-                a for a in merged if not (isinstance(a, ScaleDeployment) and a.name == action.name)
-            ]
-        if isinstance(action, ApplyObject):
-            key = action.body["metadata"]["name"]
-            merged = [
-                a
-                for a in merged
-                if not (isinstance(a, ApplyObject) and a.body["metadata"]["name"] == key)
-            ]
-        merged.append(action)
-    return merged
 
 
 def pending(

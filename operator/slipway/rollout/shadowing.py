@@ -88,7 +88,7 @@ def shadow(
     passed = not gated or step_passed(status, since)
     if waited >= duration and passed:
         status.shadowed_at = now
-        status.mirror_percent = None
+        status.mirror_percent = status.desired_mirror_percent = None
         return None
     if not passed and waited - duration > parse_duration(model.spec.progress_deadline):
         why = (

@@ -31,7 +31,7 @@ from slipway.kube.children import (
 )
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import LiveRoute
-from slipway.rollout.core import Action, ApplyObject, ScaleDeployment, Situation
+from slipway.rollout.core import Action, ApplyObject, ScaleDeployment, Situation, merge
 from slipway.traffic.base import Capability, Placement, RouterOps
 
 CAPABILITIES: Final = frozenset({Capability.WEIGHTS, Capability.MIRROR, Capability.SWITCH})
@@ -164,8 +164,9 @@ def _stable_whole(situation: Situation, model: ModelDeployment) -> list[Action]:
 
 
 def _ready(situation: Situation, release: str, pods: int) -> bool:
+    """Enough of the release's pods are ready for its share (a shrinking one already is)."""
     own = situation.deployments.get(release)
-    return own is not None and own.replicas == pods and own.ready_replicas >= pods
+    return own is not None and own.ready_replicas >= pods
 
 
 def pods_for(model: ModelDeployment, percent: int) -> int:
@@ -183,6 +184,12 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
         return route is not None and (
             route.accepted is True or (not reports and route.accepted is None)
         )
+
+    def known(route: LiveRoute | None, said: int | None) -> int:
+        """While the data plane has not yet answered for a new generation of the route,
+        the share is what it was (status keeps its last word); else nothing is live."""
+        pending = route is not None and reports and route.accepted is None
+        return (said or 0) if pending else 0
 
     def plan_for(model: ModelDeployment, release: str, weight: int) -> RoutePlan:
         stable = model.status.stable_release
@@ -214,14 +221,15 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
             own = situation.deployments.get(name)
             have = own.ready_replicas if own else 0
             note = f"waiting for {have}/{pods} ready candidate pods before the route changes"
+        actions = merge(actions, [])  # the stable's Service may be named twice above
         return Placement(actions, achieved, on_route and ready, note, describe(route, model))
 
     def place(situation: Situation, model: ModelDeployment, weight: int) -> Placement:
         name = situation.release.metadata.name
         route = situation.route
-        achieved = (
-            route.share(service_name(model, name)) if route is not None and carries(route) else 0
-        )
+        achieved = known(route, situation.release.status.weight)
+        if route is not None and carries(route):
+            achieved = route.share(service_name(model, name))
         plan = plan_for(model, name, weight)
         return placed(situation, model, plan, pods_for(model, weight), achieved)
 
@@ -229,9 +237,9 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
         name = situation.release.metadata.name
         stable = model.status.stable_release or name
         route = situation.route
-        achieved = (
-            route.mirrored(service_name(model, name)) if route is not None and carries(route) else 0
-        )
+        achieved = known(route, situation.release.status.mirror_percent)
+        if route is not None and carries(route):
+            achieved = route.mirrored(service_name(model, name))
         plan = RoutePlan(((stable, 100),), (name, percent))
         return placed(situation, model, plan, pods_for(model, percent), achieved)
 

@@ -125,12 +125,14 @@ def _preview(
     total = model.spec.replicas
     own = situation.deployments.get(name)
     router = ROUTERS[model.spec.router]
+    mirrored, note = True, ""
     if stable is not None and router.mirror is not None:
         # Every live request stays with the stable, and a copy of each goes to the preview
         # (at full size), so its pre-switch analysis judges live traffic; answers discarded.
         placement = router.mirror(situation, model, 100)
         actions += placement.actions
         status.desired_mirror_percent, status.mirror_percent = 100, placement.achieved
+        mirrored, note = placement.reached, placement.note
     elif stable is not None:
         # Live traffic is pinned to the stable before the candidate has any pod.
         actions += router.switch(situation, model, stable)
@@ -146,6 +148,23 @@ def _preview(
     status.step_label, status.weight, status.desired_weight = "preview", 0, 0
 
     available = own is not None and own.replicas == total and own.available
+    if available and not mirrored:
+        # Its analysis counts from when the copies of live requests reach it.
+        status.weight_reached_at = None
+        if past_deadline(model, status.step_started_at, now):
+            return roll_back(
+                situation,
+                status,
+                model,
+                actions,
+                cond.PROGRESS_DEADLINE_EXCEEDED,
+                f"the mirror of live traffic to the preview was not live within"
+                f" progressDeadline {model.spec.progress_deadline} ({note})",
+            )
+        status.message = f"preview available; waiting for the mirror of live traffic: {note}"
+        return progress(
+            situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
+        )
     if not available:
         status.weight_reached_at = None
         if past_deadline(model, status.step_started_at, now):
@@ -202,7 +221,8 @@ def _switch(
 ) -> Decision:
     """Every live request to the candidate, in one change of the Service's selector."""
     name, now = situation.release.metadata.name, situation.now
-    actions += ROUTERS[model.spec.router].switch(situation, model, name)
+    # Replaces the preview's mirror route of this same tick: one route write, the switch.
+    actions[:] = merge(actions, ROUTERS[model.spec.router].switch(situation, model, name))
     status.switched_at = now
     status.mirror_percent = status.desired_mirror_percent = None
     status.step, status.step_started_at = SWITCHED, now
