@@ -33,7 +33,9 @@ from kubernetes.client.exceptions import ApiException
 from tests import kube
 from tests.prometheus.server import find_prometheus
 
+from e2e import gateway
 from e2e.dataplane import DataPlane, on_fake_nodes
+from e2e.demo_gateway import second_story
 from e2e.operator_process import OperatorProcess
 from e2e.realplane import NO_ANSWER, Faults, RealPlane, import_image, pod_template, real_node
 from slipway.api import constants as c
@@ -80,7 +82,15 @@ def fresh_namespace(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> 
     except ApiException as error:
         if error.status != 404:
             raise
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    # The label lets Envoy Gateway (the second story) read the namespace's routes.
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": NAMESPACE,
+                "labels": {gateway.WATCH_LABEL[0]: gateway.WATCH_LABEL[1]},
+            }
+        }
+    )
 
 
 def _gone(core: client.CoreV1Api) -> bool:
@@ -250,6 +260,7 @@ def main() -> int:
     model = load("fraud-model.yaml")
     with contextlib.ExitStack() as stack:
         real: RealPlane | None = None
+        image = ""
         traffic: Traffic
         if node is not None:
             say(f"real node {node.name}: building (cached) and importing the model-server image")
@@ -315,6 +326,16 @@ def main() -> int:
         v3_status = follow(custom, traffic, "fraud-v3", {"Succeeded", "RolledBack", "Failed"})
         say(f"fraud-v3 verdict: {v3_status.get('message')}")
 
+        second: bool | None = None
+        if real is not None and gateway.enabled():
+            say("second story: router gatewayAPI, a real Envoy (Envoy Gateway) before real pods")
+            second = second_story(api, kubeconfig, NAMESPACE, image, say)
+        else:
+            say(
+                "second story (gatewayAPI through a real Envoy: shadow, blue-green) skipped: it"
+                " needs the real node and the gateway (`make demo` as root)"
+            )
+
     kubectl = kube.cluster_bin() / "kubectl"
     shutil.rmtree(STATE / "kubectl-cache", ignore_errors=True)  # stale discovery hides CRDs
     say("kubectl get slipway -A -o wide")
@@ -334,6 +355,7 @@ def main() -> int:
         check=True,
     )
     ok = v2_status.get("phase") == "Succeeded" and v3_status.get("phase") == "RolledBack"
+    ok = ok and second is not False
     say(f"export KUBECONFIG={kubeconfig} to look around; `make cluster-down` stops the cluster")
     say("demo " + ("finished as expected" if ok else "did NOT end as expected (see above)"))
     return 0 if ok else 1

@@ -190,9 +190,14 @@ def shadow_until_verdict(
     for _ in range(8):  # until the verdict takes the candidate's pods (and their logs) away
         time.sleep(1)
         try:
-            share, joined, total = mirrored_share(k, api, since)
+            sample = mirrored_share(k, api, since)
         except PredictionSourceError:
             break
+        # Only a sample taken while every candidate pod still served counts (a rollback
+        # drains them one by one, and a drained pod's log is gone).
+        if k.release_status("fraud-v2").get("phase") != "Progressing":
+            break
+        share, joined, total = sample
     assert total >= 50, f"too few requests to measure the mirror: {joined} of {total}"
     print(
         f"\nmirror: set {shadow['mirrorPercent']}%, observed {share:.1f}% ({joined} of {total}"
