@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client
@@ -76,8 +77,10 @@ class Story:
                 f" | set: {s.get('route') or 'no route yet'}"
             )
             observed = f"users got: {_answers(self.load.take())}"
-            if s.get("mirrorPercent"):
-                observed += f"; {self.mirrored(name, since)}"
+            if s.get("mirrorPercent") and s.get("weightReachedAt"):
+                # Counted from when the mirror went live (plus Envoy's second to take it).
+                live = datetime.fromisoformat(s["weightReachedAt"]).timestamp() + 1
+                observed += f"; {self.mirrored(name, max(since, live))}"
             if line != shown or s.get("mirrorPercent"):
                 self.say(line)
                 self.say(f"    {observed}")

@@ -75,6 +75,7 @@ def mark_succeeded(
     own = situation.deployments.get(name)
     status.phase = Phase.SUCCEEDED
     status.step_label = "complete"
+    status.route = None  # at rest the route is the model's, with this release at 100 %
     status.weight, status.desired_weight = 100, 100
     status.completed_at = status.completed_at or now
     status.message = f"promoted: {name!r} is the stable release of {model.metadata.name!r}"
@@ -161,6 +162,7 @@ def roll_back(
         kept.append(SetActive(None))
     status.phase = Phase.ROLLED_BACK
     status.weight, status.desired_weight = 0, 0
+    status.route = None  # no longer this release's: the stable has everything
     status.mirror_percent = status.desired_mirror_percent = None
     status.completed_at = situation.now
     keeps = (
