@@ -310,3 +310,53 @@ def test_refused_rollback_request_does_not_abort_the_release_in_flight() -> None
         situation(release=rel, model=md, deployments={"fraud-v2": deployment("fraud-v2", 1)})
     )
     assert decision.status.phase == Phase.PROGRESSING
+
+
+def _mesh_situation(route: Any = None) -> Situation:
+    """A direct release on istio (no route status: its spec read back is what is live)."""
+    md = model(stable="fraud-v1", active="fraud-v2", **routed("istio"))
+    deps = {"fraud-v1": deployment("fraud-v1", 2, 2), "fraud-v2": deployment("fraud-v2", 2, 2)}
+    return situation(release=release(strategy="direct"), model=md, deployments=deps, route=route)
+
+
+def test_a_direct_release_behind_a_route_moves_every_request_before_the_old_stable_goes() -> None:
+    from slipway.traffic import istio
+    from slipway.traffic.routes import RoutePlan, route_body
+
+    first = decide(_mesh_situation())
+    assert first.status.phase == Phase.PROGRESSING
+    assert not any(isinstance(a, ScaleDeployment) and a.replicas == 0 for a in first.actions)
+    routes = [a for a in first.actions if isinstance(a, ApplyObject)]
+    assert any(a.body["kind"] == "VirtualService" for a in routes)
+    assert "moving every request to it" in (first.status.message or "")
+    md = model(stable="fraud-v1", active="fraud-v2", **routed("istio"))
+    body = route_body(md, RoutePlan((("fraud-v2", 100),)), istio.build)
+    done = decide(_mesh_situation(route=istio.observe(body)))
+    assert done.status.phase == Phase.SUCCEEDED
+    assert ScaleDeployment("fraud-fraud-v1", 0) in done.actions
+
+
+def test_a_failed_direct_release_behind_a_route_gives_the_route_back_to_the_stable() -> None:
+    from slipway.traffic import istio
+    from slipway.traffic.routes import RoutePlan, route_body
+
+    md = model(stable="fraud-v1", active="fraud-v2", **routed("istio"))
+    body = route_body(md, RoutePlan((("fraud-v2", 100),)), istio.build)
+    late = T0 + timedelta(minutes=10)
+    rel = release(strategy="direct", status={"phase": "Progressing", "startedAt": T0.isoformat()})
+    s = situation(
+        release=rel,
+        model=md,
+        deployments={
+            "fraud-v1": deployment("fraud-v1", 2, 2),
+            "fraud-v2": deployment("fraud-v2", 0, replicas=2),
+        },
+        route=istio.observe(body),
+        now=late,
+    )
+    decision = decide(s)
+    assert decision.status.phase == Phase.FAILED
+    applied = [a.body for a in decision.actions if isinstance(a, ApplyObject)]
+    route = next(b for b in applied if b["kind"] == "VirtualService")
+    hosts = [d["destination"]["host"] for d in route["spec"]["http"][0]["route"]]
+    assert hosts == ["fraud-fraud-v1.ns.svc.cluster.local"]

@@ -126,6 +126,8 @@ def fail(
         release.metadata.generation,
     )
     kept: list[Action] = [a for a in actions if not isinstance(a, (ApplyObject, SetActive))]
+    if stable is not None:  # every request back to the stable (a route may have moved)
+        kept += ROUTERS[model.spec.router].restore(situation, model, stable)
     if own is not None:
         kept.append(DeleteDeployment(own.name, "progress deadline exceeded"))
     if model.status.active_release in (None, release.metadata.name):

@@ -25,7 +25,8 @@ from slipway.rollout.core import (
     Situation,
     stable_deployment,
 )
-from slipway.rollout.outcomes import fail, mark_succeeded
+from slipway.rollout.outcomes import fail, mark_succeeded, merge
+from slipway.traffic import ROUTERS
 from slipway.traffic.replicas import achieved_weight
 
 
@@ -44,9 +45,21 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     status.step, status.step_label, status.desired_weight = 1, "1/1", 100
     status.weight = achieved_weight(own, stable_deployment(situation, model))
 
+    note = ""
     if own is not None and own.replicas == model.spec.replicas and own.available:
-        decision = mark_succeeded(situation, status, model)
-        return Decision(decision.status, actions + decision.actions)
+        router = ROUTERS[model.spec.router]
+        if first or router.route_kind is None:
+            decision = mark_succeeded(situation, status, model)
+            return Decision(decision.status, actions + decision.actions)
+        # Behind a route: every request moves to the new release, and only once the data
+        # plane has that does the old stable go (else it would drain under live requests).
+        placement = router.place(situation, model, 100)
+        actions = merge(actions, placement.actions)
+        status.weight, status.route = placement.achieved, placement.route
+        if placement.reached:
+            decision = mark_succeeded(situation, status, model)
+            return Decision(decision.status, merge(actions, decision.actions))
+        note = f"; moving every request to it: {placement.note}"
 
     deadline = parse_duration(model.spec.progress_deadline)
     if now - status.started_at > deadline:
@@ -55,7 +68,9 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     ready = f"{own.available_replicas}/{own.replicas}" if own else f"0/{model.spec.replicas}"
     kind = "first release" if first else "direct release"
     status.phase = Phase.PROGRESSING
-    status.message = f"{kind}: waiting for pods to become available ({ready})"
+    status.message = f"{kind}: waiting for pods to become available ({ready}){note}"
+    if note:
+        status.message = f"{kind}: pods available{note}"
     status.conditions = set_condition(
         status.conditions,
         cond.READY,
