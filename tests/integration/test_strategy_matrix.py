@@ -89,6 +89,10 @@ def serves_only(k: Cluster, router: str, release: str) -> Any:
     return wait_for(check, timeout=CONVERGE_SECONDS, what=f"every request to {release}")
 
 
+def services(k: Cluster) -> set[str]:
+    return {svc.metadata.name for svc in k.core.list_namespaced_service(k.ns).items}
+
+
 def kill_at_every_phase(k: Cluster, op: OperatorProcess, name: str, timeout: float) -> Any:
     """SIGKILL and restart the operator each time the release reaches a new (phase, step);
     the release's final status, and the (phase, step) the kills landed in."""
@@ -221,6 +225,13 @@ def test_deleting_an_in_flight_release_leaves_the_stable_serving_everything(
             timeout=CONVERGE_SECONDS,
             what="the deleted release's Deployment pruned",
         )
+        if router != "replicas":
+            wait_for(
+                lambda: "fraud-fraud-v2" not in services(k),
+                timeout=CONVERGE_SECONDS,
+                what="the deleted release's own Service pruned",
+            )
+            assert "fraud-fraud-v1" in services(k)  # the stable's, which the route names
     assert k.model_status()["stableRelease"] == "fraud-v1"
 
 

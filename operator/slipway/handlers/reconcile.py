@@ -37,7 +37,7 @@ from slipway.api.phases import Phase, Verdict
 from slipway.handlers.controller import Memory, Providers
 from slipway.handlers.snapshot import ModelEntry, ModelSnapshot, ReleaseEntry
 from slipway.handlers.status import dump_status, owned_keys, status_patch
-from slipway.kube.children import build_service, child_problems
+from slipway.kube.children import build_service, child_problems, deployment_name
 from slipway.kube.client import KubeError, KubeWriter
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState, LiveRoute
@@ -442,6 +442,7 @@ def reconcile_model(run: Pass) -> datetime | None:
                 cond.EVENT_PRUNED,
                 f"{deployment}: {reason}",
             )
+    _prune_services(run, model)
     status = decision.status
     status.message = problem
     new = dump_status(status)
@@ -457,6 +458,37 @@ def reconcile_model(run: Pass) -> datetime | None:
     if changes:
         _patch_model_status(run, changes)
     return None
+
+
+def _prune_services(run: Pass, model: ModelDeployment) -> None:
+    """Delete the own Services of releases that are finished and serve nothing: not the
+    stable, not in flight, not named by the live route."""
+    assert run.entry is not None
+    phases = {r.summary.name: Phase(r.summary.phase) for r in run.snap.releases}
+    route = run.route
+    routed: set[str] = set()
+    if route is not None:
+        routed = {name for name, _ in route.backends}
+        routed |= {route.mirror[0]} if route.mirror else set()
+    keep = {model.status.stable_release, model.status.active_release}
+    for service in run.snap.services:
+        release = service.release
+        if (
+            release is None
+            or service.owner_uid != run.entry.uid
+            or service.name != deployment_name(model.metadata.name, release)
+            or release in keep
+            or service.name in routed
+            or (release in phases and not phases[release].is_terminal)
+        ):
+            continue
+        if run.kube.delete_service(run.snap.namespace, service.name, service.uid):
+            log.info(
+                "deleted Service %s/%s: release %r is done",
+                run.snap.namespace,
+                service.name,
+                release,
+            )
 
 
 def _ensure_service(run: Pass, model: ModelDeployment, serving: str | None) -> str | None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from slipway.api import constants as c
 from slipway.api.models import ModelDeployment, RolloutPolicy
 from slipway.kube.observe import DeploymentState, LiveRoute, ReleaseSummary, controller_uid
 
@@ -55,11 +56,21 @@ class ServiceState:
     fingerprint: str
     owner_uid: str | None
     name: str = ""
+    uid: str | None = None
+    release: str | None = None
+    """The one release it selects (a release's own Service, the preview, a pinned one)."""
 
 
 def service_state(body: Mapping[str, Any], fingerprint: str) -> ServiceState:
     meta = body.get("metadata") or {}
-    return ServiceState(fingerprint, controller_uid(meta), str(meta.get("name", "")))
+    selector = (body.get("spec") or {}).get("selector") or {}
+    return ServiceState(
+        fingerprint,
+        controller_uid(meta),
+        str(meta.get("name", "")),
+        meta.get("uid"),
+        selector.get(c.LABEL_RELEASE),
+    )
 
 
 @dataclass(frozen=True)

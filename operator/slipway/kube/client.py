@@ -126,17 +126,28 @@ class KubeWriter:
 
         With ``uid``, only that very object: a newer one of the same name is left alone.
         """
-        self._count("delete/Deployment", namespace)
+        return self._delete(
+            "Deployment", self.apps.delete_namespaced_deployment, namespace, name, uid
+        )
+
+    def delete_service(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete a Service (a finished release's own); False if it was already gone."""
+        return self._delete("Service", self.core.delete_namespaced_service, namespace, name, uid)
+
+    def _delete(
+        self, kind: str, call: Callable[..., Any], namespace: str, name: str, uid: str | None
+    ) -> bool:
+        self._count(f"delete/{kind}", namespace)
         options = client.V1DeleteOptions(
             propagation_policy="Background",
             preconditions=client.V1Preconditions(uid=uid) if uid else None,
         )
         try:
-            self.apps.delete_namespaced_deployment(name, namespace, body=options)
+            call(name, namespace, body=options)
         except ApiException as error:
             if error.status in (404, 409):
                 return False  # gone, or another object now has that name
-            raise refused(error, f"Deployment {name!r}") from None
+            raise refused(error, f"{kind} {name!r}") from None
         return True
 
     def patch_model_status(
