@@ -171,3 +171,47 @@ def test_active_release_that_finished_frees_the_slot() -> None:
         T0,
     )
     assert decision.status.active_release is None
+
+
+def test_a_rolled_back_release_the_route_still_names_keeps_its_pods_until_it_does_not() -> None:
+    md = model(stable="fraud-v1")
+    deps = {"fraud-v1": deployment("fraud-v1", 2), "fraud-v2": deployment("fraud-v2", 2)}
+    releases = {
+        "fraud-v1": summary("fraud-v1", "Succeeded"),
+        "fraud-v2": summary("fraud-v2", "RolledBack"),
+    }
+    held = decide_model(md, deps, releases, T0, routed=frozenset({"fraud-v2"}))
+    assert held.prune == []
+    freed = decide_model(md, deps, releases, T0, routed=frozenset())
+    assert [name for name, _ in freed.prune] == ["fraud-fraud-v2"]
+
+
+@pytest.mark.parametrize("router", ["gatewayAPI", "istio"])
+def test_the_routed_releases_are_those_the_live_route_names(router: str) -> None:
+    from dataclasses import replace as with_
+
+    from slipway.api.phases import Router
+    from slipway.kube.observe import LiveRoute
+    from slipway.traffic import ROUTERS
+
+    spec = {"router": router}
+    if router == "gatewayAPI":
+        spec["gatewayAPI"] = {"parentRefs": [{"name": "web"}]}  # type: ignore[assignment]
+    md = model(stable="fraud-v1", **spec)
+    route = LiveRoute(
+        kind="HTTPRoute" if router == "gatewayAPI" else "VirtualService",
+        name="fraud",
+        backends=(("fraud-fraud-v1", 100), ("fraud-fraud-v3", 0)),
+        mirror=("fraud-fraud-v2", 30),
+        fingerprint=None,
+        owner_uid="uid-1",
+        accepted=True if router == "gatewayAPI" else None,
+    )
+    routed = ROUTERS[Router(router)].routed
+    names = ["fraud-v1", "fraud-v2", "fraud-v3"]
+    assert routed(md, route, names) == {"fraud-v1", "fraud-v2"}  # weight 0 carries nothing
+    assert routed(md, None, names) == frozenset()
+    if router == "gatewayAPI":
+        # A generation the Gateway has not answered for: the last one may still be live.
+        assert routed(md, with_(route, accepted=None), names) == set(names)
+    assert ROUTERS[Router.REPLICAS].routed(md, route, names) == frozenset()

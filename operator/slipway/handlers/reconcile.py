@@ -417,14 +417,16 @@ def reconcile_model(run: Pass) -> datetime | None:
             run.kube.post_event(body, "Warning", cond.INVALID_SPEC, message)
             _patch_model_status(run, {"message": message})
         return None
+    deployments = run.deployments
+    routed = ROUTERS[model.spec.router].routed(model, run.route, deployments)
     decision = decide_model(
-        model, run.deployments, {r.summary.name: r.summary for r in run.snap.releases}, now()
+        model, deployments, {r.summary.name: r.summary for r in run.snap.releases}, now(), routed
     )
     # Behind a route, the model's own Service reaches the stable only: the route is
     # where live traffic is split, and a caller of the Service never meets a candidate.
-    routed = ROUTERS[model.spec.router].route_kind is not None
+    behind_route = ROUTERS[model.spec.router].route_kind is not None
     problem = _ensure_service(
-        run, model, model.status.stable_release if routed else decision.status.serving
+        run, model, model.status.stable_release if behind_route else decision.status.serving
     )
     rest = ROUTERS[model.spec.router].at_rest(model, run.route, run.services)
     if decision.actions or rest:

@@ -37,8 +37,10 @@ def decide_model(
     deployments: Mapping[str, DeploymentState],
     releases: Mapping[str, ReleaseSummary],
     now: datetime,
+    routed: frozenset[str] = frozenset(),
 ) -> ModelDecision:
-    """Status of a ModelDeployment and the orphans to prune, from observed state."""
+    """Status of a ModelDeployment and the orphans to prune, from observed state;
+    ``routed``: releases the live route may still send requests to (never pruned)."""
     status = model.status.model_copy(deep=True)
     status.observed_generation = model.metadata.generation
     generation = model.metadata.generation
@@ -84,7 +86,7 @@ def decide_model(
     if request is None:
         return ModelDecision(
             status,
-            prune_orphans(status, deployments, releases),
+            prune_orphans(status, deployments, releases, routed),
             at_rest(model, status, deployments, releases),
         )
     status.serving = None  # a rollback moves traffic by ready pods, as a canary does
@@ -137,13 +139,15 @@ def prune_orphans(
     status: ModelDeploymentStatus,
     deployments: Mapping[str, DeploymentState],
     releases: Mapping[str, ReleaseSummary],
+    routed: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
-    """Deployments that serve no purpose any more; the stable's is never one of them."""
+    """Deployments that serve no purpose any more; the stable's is never one of them, nor
+    one the live route may still send requests to."""
     in_history = {record.release for record in status.history}
     previous = status.history[1].release if len(status.history) > 1 else None
     prune: list[tuple[str, str]] = []
     for release_name, deployment in sorted(deployments.items()):
-        if release_name in (status.stable_release, previous):
+        if release_name in (status.stable_release, previous) or release_name in routed:
             continue  # the stable serves; the previous stable waits at zero for a rollback
         summary = releases.get(release_name)
         if summary is None or summary.deleting:

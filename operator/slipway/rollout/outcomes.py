@@ -156,7 +156,11 @@ def roll_back(
     # never stopped; no mirror), then drain the candidate.
     if model.status.stable_release is not None:
         kept += ROUTERS[model.spec.router].restore(situation, model, model.status.stable_release)
-    if own is not None and own.replicas != 0:
+    # Behind a route the candidate keeps its pods until the data plane has the route
+    # without it (the model's pass prunes it then); drained now, requests Envoy still
+    # sends it in the meantime would fail.
+    behind_route = ROUTERS[model.spec.router].route_kind is not None
+    if own is not None and own.replicas != 0 and not behind_route:
         kept.append(ScaleDeployment(own.name, 0))
     if stable is not None and stable.replicas != model.spec.replicas:
         kept.append(ScaleDeployment(stable.name, model.spec.replicas))

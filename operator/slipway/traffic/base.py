@@ -9,7 +9,7 @@ fills in a ``RouterOps``; ``traffic.ROUTERS`` registers it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -74,6 +74,14 @@ class AtRest(Protocol):
     ) -> list[Action]: ...
 
 
+class Routed(Protocol):
+    """Which of ``releases`` the live route may still send requests (or copies) to."""
+
+    def __call__(
+        self, model: ModelDeployment, route: LiveRoute | None, releases: Iterable[str]
+    ) -> frozenset[str]: ...
+
+
 class Describe(Protocol):
     def __call__(self, situation: Situation, model: ModelDeployment) -> str | None: ...
 
@@ -91,6 +99,8 @@ class RouterOps:
     at_rest: AtRest
     describe: Describe
     """The live route in words for status (None for routers without a route object)."""
+    routed: Routed
+    """A release still routed keeps its pods until the route no longer names it."""
     mirror: Mirror | None = None
     route_kind: str | None = None
     """The route object's kind (HTTPRoute, VirtualService) for routers that own one."""

@@ -10,7 +10,7 @@ release (``status.serving``): the switch is one change of its selector.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from slipway.api.models import ModelDeployment
@@ -104,4 +104,11 @@ def describe(situation: Situation, model: ModelDeployment) -> str | None:
     return None
 
 
-OPS: Final = RouterOps(CAPABILITIES, place, switch, restore, at_rest, describe)
+def routed(
+    model: ModelDeployment, route: LiveRoute | None, releases: Iterable[str]
+) -> frozenset[str]:
+    """No route: a release's share is its ready pods, which go as it drains."""
+    return frozenset()
+
+
+OPS: Final = RouterOps(CAPABILITIES, place, switch, restore, at_rest, describe, routed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -258,4 +258,19 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
     def describe_live(situation: Situation, model: ModelDeployment) -> str | None:
         return describe(situation.route, model)
 
-    return RouterOps(CAPABILITIES, place, switch, switch, at_rest, describe_live, mirror, kind)
+    def routed(
+        model: ModelDeployment, route: LiveRoute | None, releases: Iterable[str]
+    ) -> frozenset[str]:
+        if route is None:
+            return frozenset()
+        if reports and route.accepted is not True:
+            # The data plane has not taken this generation yet: the one before, whatever
+            # it named, may still be live.
+            return frozenset(releases)
+        names = {name for name, weight in route.backends if weight > 0}
+        names |= {route.mirror[0]} if route.mirror else set()
+        return frozenset(r for r in releases if service_name(model, r) in names)
+
+    return RouterOps(
+        CAPABILITIES, place, switch, switch, at_rest, describe_live, routed, mirror, kind
+    )
