@@ -206,7 +206,7 @@ def test_second_release_waits_while_one_is_in_flight(
     assert k.model_status()["stableRelease"] == "fraud-v2"
 
 
-def test_unavailable_strategy_on_existing_stable_is_refused_at_once_with_reason(
+def test_a_strategy_the_router_cannot_do_is_refused_at_once_with_reason(
     api: client.ApiClient, namespace: str, operator: Path
 ) -> None:
     k = Cluster(api, namespace)
@@ -214,7 +214,8 @@ def test_unavailable_strategy_on_existing_stable_is_refused_at_once_with_reason(
     k.create(c.PLURAL_RELEASE, release_body("fraud-v2", "v2", strategy="shadow"))
     status = k.wait_phase("fraud-v2", "Failed")
     ready = next(x for x in status["conditions"] if x["type"] == "Ready")
-    assert ready["reason"] == "StrategyNotSupported"
+    assert ready["reason"] == "RouterNotSupported"  # shadow needs mirroring; replicas can't
+    assert "needs mirror" in status["message"]
     assert "'fraud-v1' keeps serving" in status["message"]
     assert "fraud-fraud-v2" not in k.deployments()
     # Refused, it holds nothing: the next release rolls out.
