@@ -41,6 +41,9 @@ from slipway.api import constants as c
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / "e2e" / ".state"
 RPS = 80.0
+WINDOW = 0.1
+"""Latencies are measured in windows this long (the resolution): at 80 requests/s each
+holds about 8 answers, all of which must come from the version switched to."""
 
 
 def say(text: str) -> None:
@@ -66,10 +69,10 @@ def blue_green(k: Cluster, load: ServiceLoad, trials: int) -> tuple[list[float],
         )
         time.sleep(1)
         release_annotate(k, name, "promote")
-        switches.append(until_only(load, f"bg{trial}"))
+        switches.append(until_only(load, f"bg{trial}", window=WINDOW, least=3))
         time.sleep(2)
         release_annotate(k, name, "abort")
-        backs.append(until_only(load, "v1"))
+        backs.append(until_only(load, "v1", window=WINDOW, least=3))
         k.wait_phase(name, "RolledBack", timeout=60)
         say(f"trial {trial + 1}: switch {switches[-1]:.2f}s, switch back {backs[-1]:.2f}s")
         time.sleep(2)
@@ -161,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 load.stop()
             op.stop()
     print("\n== router gatewayAPI through a real Envoy to real pods ==")
+    print(f"(latencies have a resolution of {WINDOW:g}s: the window every answer must fill)")
     print(f"blue-green switch (promote -> every answer from the new version): {summary(switches)}")
     print(f"rollback inside the window (abort -> every answer from the old): {summary(backs)}")
     for percent, share, total in rows:

@@ -269,14 +269,17 @@ def test_shadow_through_envoy_of_an_identical_model_ends_evaluated(
     assert agreement and agreement[0]["verdict"] == "Pass"
 
 
-def until_only(load: ServiceLoad, version: str, timeout: float = 30) -> float:
-    """Seconds until every answer in a 0.25 s window comes from ``version`` (at least 5)."""
+def until_only(
+    load: ServiceLoad, version: str, timeout: float = 30, window: float = 0.25, least: int = 5
+) -> float:
+    """Seconds until every answer in a ``window`` comes from ``version`` (at least
+    ``least`` of them): the measure's resolution is the window."""
     began = time.monotonic()
     load.take()
     while time.monotonic() - began < timeout:
-        time.sleep(0.25)
+        time.sleep(window)
         counts: Counter[str] = load.take()
-        if set(counts) == {version} and counts[version] >= 5:
+        if set(counts) == {version} and counts[version] >= least:
             return time.monotonic() - began
     raise AssertionError(f"answers never all came from {version} within {timeout}s")
 
