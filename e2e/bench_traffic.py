@@ -143,10 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 replicas=2,
                 progressDeadline="90s",
                 router="gatewayAPI",
-                gatewayAPI={
-                    "parentRefs": [{"name": gw.name, "sectionName": gw.listener}],
-                    "hostnames": [HOST],
-                },
+                gatewayAPI=gw.routing(HOST),
                 blueGreen={"autoPromotion": False, "scaleDownDelay": "10m"},
             )
             k.start_stable(model, release_body("fraud-v1", "v1"))

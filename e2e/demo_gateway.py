@@ -125,10 +125,7 @@ def second_story(
             replicas=2,
             progressDeadline="90s",
             router="gatewayAPI",
-            gatewayAPI={
-                "parentRefs": [{"name": gw.name, "sectionName": gw.listener}],
-                "hostnames": [HOST],
-            },
+            gatewayAPI=gw.routing(HOST),
             blueGreen={"autoPromotion": False, "scaleDownDelay": "10m"},
             analysis={"interval": "3s", "judge": "sequential", "onInconclusive": "hold"},
         )

@@ -260,6 +260,13 @@ class Gateway:
         """Where to send traffic: ``http://127.0.0.1:<port>``."""
         return f"http://{self.host}:{self.port}"
 
+    def routing(self, *hostnames: str) -> dict[str, Any]:
+        """A ModelDeployment's ``spec.gatewayAPI`` attaching its route to this listener."""
+        return {
+            "parentRefs": [{"name": self.name, "sectionName": self.listener}],
+            "hostnames": list(hostnames),
+        }
+
     def parent_ref(self) -> dict[str, str]:
         """The HTTPRoute ``parentRefs`` entry that attaches a route to this listener."""
         return {

@@ -87,10 +87,7 @@ def routed_model(
         progressDeadline="90s",
         metrics={"url": prometheus.url, "timeoutSeconds": 2},
         router="gatewayAPI",
-        gatewayAPI={
-            "parentRefs": [{"name": gw.name, "sectionName": gw.listener}],
-            "hostnames": [HOST],
-        },
+        gatewayAPI=gw.routing(HOST),
         **spec,
     )
 
@@ -209,6 +206,27 @@ def shadow_until_verdict(
     return status, share, total
 
 
+def shadow_scenario(
+    api: client.ApiClient,
+    k: Cluster,
+    image: str,
+    prometheus: PodPrometheus,
+    gw: gateway.Gateway,
+    shadow: dict[str, Any],
+    faults: dict[str, Faults] | None = None,
+) -> tuple[dict[str, Any], float, int, ServiceLoad]:
+    """v1 stable behind Envoy, then v2 as a shadow release until its verdict."""
+    analysis = {"interval": "3s", "judge": "sequential", "onInconclusive": "hold"}
+    model = routed_model(image, prometheus, gw, faults=faults, analysis=analysis)
+    load = start(api, k, gw, model)
+    try:
+        status, share, total = shadow_until_verdict(api, k, load, shadow)
+    finally:
+        load.stop()
+    print(f"verdict: {status['phase']}: {status['message']}")
+    return status, share, total, load
+
+
 def test_shadow_through_envoy_stops_a_model_that_disagrees_before_any_user_sees_it(
     api: client.ApiClient,
     namespace: str,
@@ -219,20 +237,9 @@ def test_shadow_through_envoy_stops_a_model_that_disagrees_before_any_user_sees_
 ) -> None:
     k = Cluster(api, namespace)
     # v2 flips 30 % of its predictions: same latency, same errors, different answers.
-    model = routed_model(
-        image,
-        prometheus,
-        gw,
-        faults={"fraud-v2": Faults(accuracy_drop=0.3)},
-        analysis={"interval": "3s", "judge": "sequential", "onInconclusive": "hold"},
-    )
-    load = start(api, k, gw, model)
-    try:
-        shadow = {"mirrorPercent": 50, "duration": "20s", "minAgreement": 0.9}
-        status, share, total = shadow_until_verdict(api, k, load, shadow)
-    finally:
-        load.stop()
-    print(f"verdict: {status['phase']}: {status['message']}")
+    shadow = {"mirrorPercent": 50, "duration": "20s", "minAgreement": 0.9}
+    flips = {"fraud-v2": Faults(accuracy_drop=0.3)}
+    status, share, total, load = shadow_scenario(api, k, image, prometheus, gw, shadow, flips)
     assert status["phase"] == "RolledBack", status["message"]
     assert "agreement" in status["message"]
     assert abs(share - 50) <= within(share, 50, total), (share, total)
@@ -249,19 +256,8 @@ def test_shadow_through_envoy_of_an_identical_model_ends_evaluated(
     gw: gateway.Gateway,
 ) -> None:
     k = Cluster(api, namespace)
-    model = routed_model(
-        image,
-        prometheus,
-        gw,
-        analysis={"interval": "3s", "judge": "sequential", "onInconclusive": "hold"},
-    )
-    load = start(api, k, gw, model)
-    try:
-        shadow = {"mirrorPercent": 25, "duration": "15s", "minAgreement": 0.9}
-        status, share, total = shadow_until_verdict(api, k, load, shadow)
-    finally:
-        load.stop()
-    print(f"verdict: {status['phase']}: {status['message']}")
+    shadow = {"mirrorPercent": 25, "duration": "15s", "minAgreement": 0.9}
+    status, share, total, load = shadow_scenario(api, k, image, prometheus, gw, shadow)
     assert status["phase"] == "Evaluated", status["message"]
     assert abs(share - 25) <= within(share, 25, total), (share, total)
     assert "v2" not in load.totals
