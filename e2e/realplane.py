@@ -156,8 +156,10 @@ def pod_template(
                         {"name": "SEED", "value": str(DEFAULT_SEED)},
                     ],
                     "ports": [{"name": "http", "containerPort": port}],
-                    # Out of the Service within about 2 s of not answering.
-                    "readinessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 1},
+                    # Out of the Service within about 3 s of not answering; two misses, so
+                    # one probe slow on a busy machine does not flap a pod out and back
+                    # (a canary step's observed split would count the flap).
+                    "readinessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 2},
                     # Restarted only after 30 s: the readiness test hangs a server for less.
                     "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
                 }
