@@ -418,7 +418,8 @@ def reconcile_model(run: Pass) -> datetime | None:
             _patch_model_status(run, {"message": message})
         return None
     deployments = run.deployments
-    routed = ROUTERS[model.spec.router].routed(model, run.route, deployments)
+    releases = set(deployments) | {s.release for s in run.snap.services if s.release}
+    routed = ROUTERS[model.spec.router].routed(model, run.route, releases)
     decision = decide_model(
         model, deployments, {r.summary.name: r.summary for r in run.snap.releases}, now(), routed
     )
@@ -444,7 +445,7 @@ def reconcile_model(run: Pass) -> datetime | None:
                 cond.EVENT_PRUNED,
                 f"{deployment}: {reason}",
             )
-    _prune_services(run, model)
+    _prune_services(run, model, routed)
     status = decision.status
     status.message = problem
     new = dump_status(status)
@@ -462,17 +463,13 @@ def reconcile_model(run: Pass) -> datetime | None:
     return None
 
 
-def _prune_services(run: Pass, model: ModelDeployment) -> None:
+def _prune_services(run: Pass, model: ModelDeployment, routed: frozenset[str]) -> None:
     """Delete the own Services of releases that are finished and serve nothing: not the
-    stable, not in flight, not named by the live route."""
+    stable, not in flight, not one the live route may still send requests to (``routed``,
+    the router's own answer, as for pruning Deployments)."""
     assert run.entry is not None
     phases = {r.summary.name: Phase(r.summary.phase) for r in run.snap.releases}
-    route = run.route
-    routed: set[str] = set()
-    if route is not None:
-        routed = {name for name, _ in route.backends}
-        routed |= {route.mirror[0]} if route.mirror else set()
-    keep = {model.status.stable_release, model.status.active_release}
+    keep = {model.status.stable_release, model.status.active_release, *routed}
     for service in run.snap.services:
         release = service.release
         if (
@@ -480,7 +477,6 @@ def _prune_services(run: Pass, model: ModelDeployment) -> None:
             or service.owner_uid != run.entry.uid
             or service.name != deployment_name(model.metadata.name, release)
             or release in keep
-            or service.name in routed
             or (release in phases and not phases[release].is_terminal)
         ):
             continue
