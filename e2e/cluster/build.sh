@@ -2,14 +2,29 @@
 # Builds the local test cluster's binaries from Go modules (no container
 # engine runs here) into a cache outside git, keyed by version, so a second
 # run builds nothing. Prints the bin directory as its last line.
+#
+#   build.sh [all]     everything: what `cluster` builds, then helm (the chart tests)
+#   build.sh cluster   only what starting the cluster needs (up.sh, node-up.sh,
+#                      kubectl): `make demo` starts with this and builds helm later
+#
 # With SLIPWAY_REAL_NODE=1 it also builds kubelet and kube-proxy (node-up.sh).
+# The Kubernetes binaries and etcd come from one `go build` (one package graph:
+# the binaries' shared packages are compiled once and one binary links while
+# the next one's packages compile); progress every 30 s, the build's output in
+# $cache/logs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
+what=${1:-all}
+case $what in
+  all | cluster) ;;
+  *) echo "usage: build.sh [all|cluster] (got '$what')" >&2; exit 2 ;;
+esac
 cache=${SLIPWAY_CACHE_DIR:-$HOME/.cache/slipway}
 bin="$cache/bin/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION"
-mkdir -p "$bin"
+logs="$cache/logs"
+mkdir -p "$bin" "$logs"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 log() { printf '[cluster-build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -24,41 +39,80 @@ kube_ldflags() {
   printf '%s' "-s -w$f"
 }
 
-build_tool() {  # name, package (inside the wrapper module)
-  local name=$1 pkg=$2
-  if [ -x "$bin/$name" ]; then return; fi
-  log "building $name ($pkg) - the first build takes several minutes"
-  local start=$SECONDS
-  (cd "$here/tools" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$bin/$name.tmp" "$pkg")
-  mv "$bin/$name.tmp" "$bin/$name"
-  log "built $name in $((SECONDS - start))s"
+# Waits for PID, saying every 30 s how long it has run and how many packages
+# it compiled (the lines `go build -v` wrote to LOG); returns PID's status.
+wait_progress() {  # PID WHAT LOG
+  local pid=$1 what=$2 out=$3 start=$SECONDS next=30
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ $((SECONDS - start)) -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+      log "still $what ($((SECONDS - start)) s, $(grep -vc '^go: ' "$out" || true) packages compiled)"
+      next=$((next + 30))
+    fi
+  done
+  wait "$pid"
 }
 
-install_tool() {  # name, module path@version
-  local name=$1 pkg=$2
-  if [ -x "$bin/$name" ]; then return; fi
-  log "installing $name ($pkg)"
-  local start=$SECONDS tmp
-  tmp=$(mktemp -d)
-  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "$pkg"
-  mv "$tmp/$name" "$bin/$name"
+# NAME=PACKAGE (inside the wrapper module) ...: builds the missing ones.
+build_tools() {
+  local names=() pkgs=() spec name
+  for spec in "$@"; do
+    name=${spec%%=*}
+    [ -x "$bin/$name" ] && continue
+    names+=("$name"); pkgs+=("${spec#*=}")
+  done
+  [ ${#names[@]} -gt 0 ] || return 0
+  local out="$logs/build-k8s-$KUBE_VERSION.log" tmp="$bin/.build.$$" start=$SECONDS
+  log "downloading Go modules (cached after the first run)"
+  (cd "$here/tools" && go mod download)
+  log "building ${names[*]} (one go build; the first build takes several minutes; log $out)"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  (cd "$here/tools" && go build -v -trimpath -ldflags "$(kube_ldflags)" -o "$tmp/" "${pkgs[@]}") >"$out" 2>&1 &
+  if ! wait_progress $! "building ${names[*]}" "$out"; then
+    tail -n 20 "$out" >&2; rm -rf "$tmp"
+    log "ERROR: go build of ${names[*]} failed (log $out)"; exit 1
+  fi
+  for name in "${names[@]}"; do mv "$tmp/$name" "$bin/$name"; done
   rmdir "$tmp"
-  log "installed $name in $((SECONDS - start))s"
+  log "built ${names[*]} in $((SECONDS - start)) s"
 }
 
-log "downloading Go modules (cached after the first run)"
-(cd "$here/tools" && go mod download)
-build_tool etcd ./etcd
-build_tool kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-build_tool kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
-build_tool kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
-build_tool kubectl k8s.io/kubernetes/cmd/kubectl
+# MODULE VERSION NAME...: `go install`s the missing MODULE/NAME@VERSION in one invocation.
+install_tools() {
+  local module=$1 version=$2 names=() pkgs=() name
+  shift 2
+  for name in "$@"; do
+    [ -x "$bin/$name" ] && continue
+    names+=("$name"); pkgs+=("$module/$name@$version")
+  done
+  [ ${#names[@]} -gt 0 ] || return 0
+  local out="$logs/install-${names[0]}-$version.log" tmp start=$SECONDS
+  tmp=$(mktemp -d)
+  log "installing ${names[*]} ($module $version; log $out)"
+  GOBIN="$tmp" go install -v -trimpath -ldflags "-s -w" "${pkgs[@]}" >"$out" 2>&1 &
+  if ! wait_progress $! "installing ${names[*]}" "$out"; then
+    tail -n 20 "$out" >&2; rm -rf "$tmp"
+    log "ERROR: go install of ${names[*]} failed (log $out)"; exit 1
+  fi
+  for name in "${names[@]}"; do mv "$tmp/$name" "$bin/$name"; done
+  rmdir "$tmp"
+  log "installed ${names[*]} in $((SECONDS - start)) s"
+}
+
+kube=(
+  etcd=./etcd
+  kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver
+  kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager
+  kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler
+  kubectl=k8s.io/kubernetes/cmd/kubectl
+)
 if [ "${SLIPWAY_REAL_NODE:-0}" = 1 ]; then
-  build_tool kubelet k8s.io/kubernetes/cmd/kubelet
-  build_tool kube-proxy k8s.io/kubernetes/cmd/kube-proxy
+  kube+=(kubelet=k8s.io/kubernetes/cmd/kubelet kube-proxy=k8s.io/kubernetes/cmd/kube-proxy)
 fi
-install_tool kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-install_tool kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
-install_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-log "all binaries ready"
+build_tools "${kube[@]}"
+install_tools sigs.k8s.io/kwok/cmd "$KWOK_VERSION" kwok kwokctl
+if [ "$what" = all ]; then
+  install_tools helm.sh/helm/v3/cmd "$HELM_VERSION" helm
+fi
+log "$what binaries ready"
 echo "$bin"

@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 name=${SLIPWAY_CLUSTER_NAME:-slipway}
 cache=${SLIPWAY_CACHE_DIR:-$HOME/.cache/slipway}
 export KWOK_WORKDIR="$cache/kwok"
-bin=$("$here/build.sh" | tail -n 1)
+bin=$("$here/build.sh" cluster | tail -n 1)
 # The real node first, while the API server still runs (clusters made with
 # SLIPWAY_REAL_NODE=1; nothing happens otherwise).
 real_node=0

@@ -23,7 +23,7 @@ start_all=$SECONDS
 [ -f "$(kube_cluster_dir)/slipway-real-node" ] ||
   { node_log "cluster '$name' was not made for a real node: run up.sh with SLIPWAY_REAL_NODE=1"; exit 1; }
 
-bin=$(SLIPWAY_REAL_NODE=1 "$here/build.sh" | tail -n 1)
+bin=$(SLIPWAY_REAL_NODE=1 "$here/build.sh" cluster | tail -n 1)
 export PATH="$bin:$PATH"
 kc() { kubectl --kubeconfig "$kubeconfig" --request-timeout=10s "$@"; }
 

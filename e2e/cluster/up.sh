@@ -22,7 +22,7 @@ real_marker="$KWOK_WORKDIR/clusters/$name/slipway-real-node"
 
 log() { printf '[cluster-up %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-bin=$("$here/build.sh" | tail -n 1)
+bin=$("$here/build.sh" cluster | tail -n 1)
 export PATH="$bin:$PATH"
 
 healthy() {

@@ -59,7 +59,7 @@ die() { log "ERROR: $*"; exit 1; }
 # The pinned kubectl of the local cluster (build.sh: cached, instant), never
 # whatever `kubectl` a machine happens to have on its PATH.
 kubectl() {
-  if [ -z "${cluster_bin:-}" ]; then cluster_bin=$("$here/../cluster/build.sh" | tail -n 1); fi
+  if [ -z "${cluster_bin:-}" ]; then cluster_bin=$("$here/../cluster/build.sh" cluster | tail -n 1); fi
   "$cluster_bin/kubectl" "$@"
 }
 
