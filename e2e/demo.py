@@ -12,6 +12,12 @@ that run nothing, so the demo falls back to the simulated data plane (e2e/datapl
 one model-server process per release on 127.0.0.1, traffic split by the ready pods) and
 says so. The script prints the evidence each SLO verdict rests on (samples so far and
 needed, the confidence bound and its limit) and ends with ``kubectl get slipway -A -o wide``.
+
+On a fresh machine it builds only what the first story needs before it starts (the
+cluster's binaries, no helm); Envoy Gateway (only the second story needs it) and helm (only
+`make test` does) build in the background meanwhile (e2e/background.py), and the second
+story waits for Envoy Gateway. A failed background build is reported, the first story's
+result stays on screen, and the demo says which story did what in its last lines.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from tests import kube
 from tests.prometheus.server import find_prometheus
 
 from e2e import gateway
+from e2e.background import BackgroundBuild, BuildStepError, Step
 from e2e.dataplane import DataPlane, on_fake_nodes
 from e2e.demo_gateway import second_story
 from e2e.operator_process import OperatorProcess
@@ -44,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "slipway-demo"
 MANIFESTS = ROOT / "examples" / "manifests"
 STATE = ROOT / "e2e" / ".state"
+BUILD = ROOT / "e2e" / "cluster" / "build.sh"
+ENVOY_GATEWAY, HELM = "Envoy Gateway", "helm"
 # Enough traffic that the example's first step (25 %, 30 s) gathers the ~600 candidate
 # requests its tolerances need (see examples/manifests/fraud-model.yaml).
 RPS = 100.0
@@ -236,12 +245,56 @@ def follow(
     raise TimeoutError(f"{name} did not reach {until} in 300s")
 
 
+def cluster_binaries() -> Path:
+    """Build (cached) what starting the cluster needs, no more (`build.sh cluster`: no
+    helm); its progress goes to stderr. The folder of the binaries."""
+    out = subprocess.run(
+        ["bash", str(BUILD), "cluster"], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def later_builds(bin_dir: Path) -> list[Step]:
+    """What the first story does not need and is not cached yet: Envoy Gateway when the
+    second story will run (real node and gateway on), and helm (`make test` uses it)."""
+    steps = []
+    if os.environ.get("SLIPWAY_REAL_NODE") == "1" and gateway.enabled() and not gateway.cached()[0]:
+        steps.append(Step(ENVOY_GATEWAY, ["bash", str(gateway.SCRIPT), "prepare"]))
+    if not (bin_dir / "helm").exists():
+        steps.append(Step(HELM, ["bash", str(BUILD), "all"]))
+    return steps
+
+
 def main() -> int:
+    say("building what the first story needs: the cluster's binaries (cached after the first run)")
+    bin_dir = cluster_binaries()
+    # The traffic CRDs (seconds, cached) before the background starts: it fetches them too.
+    kube.traffic_crd_files()
+    background = BackgroundBuild(later_builds(bin_dir), STATE / "demo-background.log")
+    if background.steps:
+        say(
+            "building in the background (nice -n 19) while the first story runs: "
+            + ", then ".join(step.name for step in background.steps)
+            + f"; its progress goes to {background.log}"
+        )
+        background.start()
+    try:
+        return run_stories(background, bin_dir)
+    finally:
+        cut = background.stop()
+        if HELM in cut:
+            say(
+                "stopped the background build of helm, which the demo does not use: `make test`"
+                " builds it (Go's build cache keeps what was compiled so far)"
+            )
+
+
+def run_stories(background: BackgroundBuild, bin_dir: Path) -> int:
     # Only an explicit opt-in points the demo at another cluster: a KUBECONFIG left
     # in the environment may well be production.
     kubeconfig = os.environ.get("SLIPWAY_DEMO_KUBECONFIG", "")
     if not kubeconfig:
-        say("starting (or reusing) the local cluster; the first run builds it from source")
+        say("starting (or reusing) the local cluster")
         kubeconfig = kube.local_cluster_kubeconfig()
     api = kube.api_client(kubeconfig)
     say(f"cluster ready: Kubernetes {kube.server_version(api)}; installing CRDs")
@@ -325,18 +378,39 @@ def main() -> int:
         custom.create_namespaced_custom_object(c.GROUP, c.VERSION, NAMESPACE, c.PLURAL_RELEASE, v3)
         v3_status = follow(custom, traffic, "fraud-v3", {"Succeeded", "RolledBack", "Failed"})
         say(f"fraud-v3 verdict: {v3_status.get('message')}")
+        first_ok = v2_status.get("phase") == "Succeeded" and v3_status.get("phase") == "RolledBack"
+        first = (
+            "as expected (fraud-v2 promoted, fraud-v3 rolled back)"
+            if first_ok
+            else f"NOT as expected: fraud-v2 {v2_status.get('phase')} (expected Succeeded),"
+            f" fraud-v3 {v3_status.get('phase')} (expected RolledBack)"
+        )
+        say(f"first story: {first}")
 
         second: bool | None = None
         if real is not None and gateway.enabled():
+            if real.load is not None:
+                real.load.stop()  # the second story sends its own load, through Envoy
             say("second story: router gatewayAPI, a real Envoy (Envoy Gateway) before real pods")
-            second = second_story(api, kubeconfig, NAMESPACE, image, say)
+            try:
+                waited = background.wait(ENVOY_GATEWAY, say)
+            except BuildStepError as error:
+                say(f"second story NOT run: {error}")
+                second_said = "NOT run: the background build of Envoy Gateway failed (above)"
+                second = False
+            else:
+                if waited >= 1:
+                    say(f"Envoy Gateway built (the second story waited {waited:.0f} s for it)")
+                second = second_story(api, kubeconfig, NAMESPACE, image, say)
+                second_said = "as expected" if second else "NOT as expected (see above)"
         else:
+            second_said = "skipped"
             say(
                 "second story (gatewayAPI through a real Envoy: shadow, blue-green) skipped: it"
                 " needs the real node and the gateway (`make demo` as root)"
             )
 
-    kubectl = kube.cluster_bin() / "kubectl"
+    kubectl = bin_dir / "kubectl"
     shutil.rmtree(STATE / "kubectl-cache", ignore_errors=True)  # stale discovery hides CRDs
     say("kubectl get slipway -A -o wide")
     subprocess.run(
@@ -354,9 +428,10 @@ def main() -> int:
         ],
         check=True,
     )
-    ok = v2_status.get("phase") == "Succeeded" and v3_status.get("phase") == "RolledBack"
-    ok = ok and second is not False
+    ok = first_ok and second is not False
     say(f"export KUBECONFIG={kubeconfig} to look around; `make cluster-down` stops the cluster")
+    say(f"first story (canary, router replicas): {first}")
+    say(f"second story (shadow and blue-green, router gatewayAPI): {second_said}")
     say("demo " + ("finished as expected" if ok else "did NOT end as expected (see above)"))
     return 0 if ok else 1
 
