@@ -282,10 +282,10 @@ def main() -> int:
         return run_stories(background, bin_dir)
     finally:
         cut = background.stop()
-        if HELM in cut:
+        if cut:
             say(
-                "stopped the background build of helm, which the demo does not use: `make test`"
-                " builds it (Go's build cache keeps what was compiled so far)"
+                f"stopped the unfinished background build of {' and '.join(cut)}: the next"
+                " `make demo` or `make test` builds it, Go's build cache keeps what was compiled"
             )
 
 
