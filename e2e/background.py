@@ -114,22 +114,30 @@ class BackgroundBuild:
         return "\n".join(text.splitlines()[-lines:])
 
     def wait(
-        self, name: str, say: Callable[[str], None], every: float = 30.0, poll: float = 0.5
+        self,
+        name: str,
+        say: Callable[[str], None],
+        every: float = 30.0,
+        quiet: float = 2.0,
+        poll: float = 0.2,
     ) -> float:
         """Wait until step ``name`` is done; seconds waited. Raises `BuildStepError` if it failed.
 
-        A name that is not one of the steps (nothing needed building) returns at once.
+        Says that it waits once that took ``quiet`` seconds (a cached step ends sooner),
+        then every ``every`` seconds how far the step got. A name that is not one of the
+        steps (nothing needed building) returns at once.
         """
         if name not in {step.name for step in self.steps}:
             return 0.0
         began = time.monotonic()
-        if name not in self.results:
-            say(f"waiting for the background build of {name} (log {self.log})")
-        next_report = began + every
+        announced, next_report = False, began + every
         while name not in self.results:
             time.sleep(poll)
             now = time.monotonic()
-            if now >= next_report and name not in self.results:
+            if not announced and now >= began + quiet:
+                say(f"waiting for the background build of {name} (log {self.log})")
+                announced = True
+            elif announced and now >= next_report and name not in self.results:
                 which = self.running()
                 if which == name:
                     say(

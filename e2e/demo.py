@@ -52,7 +52,9 @@ NAMESPACE = "slipway-demo"
 MANIFESTS = ROOT / "examples" / "manifests"
 STATE = ROOT / "e2e" / ".state"
 BUILD = ROOT / "e2e" / "cluster" / "build.sh"
+IMAGES = ROOT / "e2e" / "images" / "build.sh"
 ENVOY_GATEWAY, HELM = "Envoy Gateway", "helm"
+PAUSE_IMAGE, MODEL_IMAGE = "the pause image", "the model-server image"
 # Enough traffic that the example's first step (25 %, 30 s) gathers the ~600 candidate
 # requests its tolerances need (see examples/manifests/fraud-model.yaml).
 RPS = 100.0
@@ -254,6 +256,19 @@ def cluster_binaries() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
+def early_builds() -> list[Step]:
+    """The real node's images (root only): they need no cluster, so they build beside the
+    cluster's binaries, niced (the Go build keeps the CPU; debootstrap mostly waits on the
+    network and the disk). Cached images take a second. node-up.sh builds them otherwise;
+    images/build.sh holds a lock, so it never builds one twice at a time."""
+    if os.environ.get("SLIPWAY_REAL_NODE") != "1" or os.geteuid() != 0:
+        return []
+    return [
+        Step(PAUSE_IMAGE, ["bash", str(IMAGES), "pause"]),
+        Step(MODEL_IMAGE, ["bash", str(IMAGES), "model-server"]),
+    ]
+
+
 def later_builds(bin_dir: Path) -> list[Step]:
     """What the first story does not need and is not cached yet: Envoy Gateway when the
     second story will run (real node and gateway on), and helm (`make test` uses it)."""
@@ -266,8 +281,20 @@ def later_builds(bin_dir: Path) -> list[Step]:
 
 
 def main() -> int:
-    say("building what the first story needs: the cluster's binaries (cached after the first run)")
-    bin_dir = cluster_binaries()
+    images = BackgroundBuild(early_builds(), STATE / "demo-images.log")
+    try:
+        say("building what the first story needs (cached after the first run): the cluster")
+        if images.steps:
+            say(f"   and beside it the real node's images (nice -n 19, log {images.log})")
+            images.start()
+        bin_dir = cluster_binaries()
+        for step in images.steps:
+            try:
+                images.wait(step.name, say)
+            except BuildStepError as error:
+                raise SystemExit(f"[demo] the first story cannot run: {error}") from None
+    finally:
+        images.stop()
     # The traffic CRDs (seconds, cached) before the background starts: it fetches them too.
     kube.traffic_crd_files()
     background = BackgroundBuild(later_builds(bin_dir), STATE / "demo-background.log")
