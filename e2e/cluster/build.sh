@@ -41,8 +41,11 @@ kube_ldflags() {
 
 # Waits for PID, saying every 30 s how long it has run and how many packages
 # it compiled (the lines `go build -v` wrote to LOG); returns PID's status.
+# A script's background job ignores SIGINT, so Ctrl-C (or SIGTERM) ends it here.
 wait_progress() {  # PID WHAT LOG
   local pid=$1 what=$2 out=$3 start=$SECONDS next=30
+  # shellcheck disable=SC2064 # this PID, now
+  trap "kill -TERM $pid 2>/dev/null; exit 130" INT TERM
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     if [ $((SECONDS - start)) -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
@@ -50,6 +53,7 @@ wait_progress() {  # PID WHAT LOG
       next=$((next + 30))
     fi
   done
+  trap - INT TERM
   wait "$pid"
 }
 
@@ -62,18 +66,20 @@ build_tools() {
     names+=("$name"); pkgs+=("${spec#*=}")
   done
   [ ${#names[@]} -gt 0 ] || return 0
-  local out="$logs/build-k8s-$KUBE_VERSION.log" tmp="$bin/.build.$$" start=$SECONDS
+  local out="$logs/build-k8s-$KUBE_VERSION.log" start=$SECONDS
+  tmp="$bin/.build.$$"  # global: the EXIT trap removes it
   log "downloading Go modules (cached after the first run)"
   (cd "$here/tools" && go mod download)
   log "building ${names[*]} (one go build; the first build takes several minutes; log $out)"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  (cd "$here/tools" && go build -v -trimpath -ldflags "$(kube_ldflags)" -o "$tmp/" "${pkgs[@]}") >"$out" 2>&1 &
+  trap 'rm -rf "$tmp"' EXIT  # an interrupted build leaves nothing half-made in $bin
+  (cd "$here/tools" && exec go build -v -trimpath -ldflags "$(kube_ldflags)" -o "$tmp/" "${pkgs[@]}") >"$out" 2>&1 &
   if ! wait_progress $! "building ${names[*]}" "$out"; then
     tail -n 20 "$out" >&2; rm -rf "$tmp"
     log "ERROR: go build of ${names[*]} failed (log $out)"; exit 1
   fi
   for name in "${names[@]}"; do mv "$tmp/$name" "$bin/$name"; done
-  rmdir "$tmp"
+  rmdir "$tmp"; trap - EXIT
   log "built ${names[*]} in $((SECONDS - start)) s"
 }
 
@@ -86,8 +92,9 @@ install_tools() {
     names+=("$name"); pkgs+=("$module/$name@$version")
   done
   [ ${#names[@]} -gt 0 ] || return 0
-  local out="$logs/install-${names[0]}-$version.log" tmp start=$SECONDS
-  tmp=$(mktemp -d)
+  local out="$logs/install-${names[0]}-$version.log" start=$SECONDS
+  tmp=$(mktemp -d)  # global: the EXIT trap removes it
+  trap 'rm -rf "$tmp"' EXIT
   log "installing ${names[*]} ($module $version; log $out)"
   GOBIN="$tmp" go install -v -trimpath -ldflags "-s -w" "${pkgs[@]}" >"$out" 2>&1 &
   if ! wait_progress $! "installing ${names[*]}" "$out"; then
@@ -95,7 +102,7 @@ install_tools() {
     log "ERROR: go install of ${names[*]} failed (log $out)"; exit 1
   fi
   for name in "${names[@]}"; do mv "$tmp/$name" "$bin/$name"; done
-  rmdir "$tmp"
+  rmdir "$tmp"; trap - EXIT
   log "installed ${names[*]} in $((SECONDS - start)) s"
 }
 
