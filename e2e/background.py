@@ -1,14 +1,16 @@
-"""Builds the demo needs only later, run one after another behind its first story.
+"""Builds the demo runs beside its foreground work, one after another, niced.
 
-`make demo` on a fresh machine used to build everything before it showed anything: the
-cluster's binaries, helm (which only `make test` uses) and, once the first story was
-over, Envoy Gateway (4 to 8 minutes on 2 cores, only the second story needs it). Now it
-builds only what the first story needs, then starts the rest here: each step is one
-command under ``nice -n 19`` (the story's own processes keep the CPU they want), its
-output going to one log file, and a later step runs whether an earlier one failed or
-not. The story that needs a step waits for it, saying every 30 s how long it has been
-and what the step last logged; a failed step raises `BuildStepError` with its exit status
-and the log's last lines, so the caller can report it next to what already ran.
+`make demo` on a fresh machine used to build everything in one sequence before it showed
+anything: the cluster's binaries, helm (which only `make test` uses), the real node's
+images and, once the first story was over, Envoy Gateway (4 to 8 minutes on 2 cores,
+silently; only the second story needs it). Now the demo builds in the foreground only
+what the first story needs and hands the rest to a `BackgroundBuild`: the images beside
+the cluster's Go build (they need no cluster), Envoy Gateway and helm behind the first
+story. Each step is one command under ``nice -n 19`` (the foreground keeps the CPU it
+wants), its output going to one log file; a later step runs whether an earlier one failed
+or not. Whoever needs a step waits for it, saying every 30 s how long it has run and what
+it last logged; a failed step raises `BuildStepError` with its exit status and its last
+lines, so the caller can report it next to what already ran.
 """
 
 from __future__ import annotations
