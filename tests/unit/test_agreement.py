@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from pydantic import ValidationError
 
 from slipway.analysis.agreement import (
     AgreementCounts,
@@ -27,6 +28,7 @@ from slipway.analysis.agreement import (
     pod_port,
 )
 from slipway.analysis.bounded import AnswerError, AnswerTooLargeError
+from slipway.api.models import ShadowSpec
 from slipway.api.phases import Verdict
 
 P, F, INC = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
@@ -248,6 +250,16 @@ def run_trial(
         if verdict is not INC:
             return verdict, look * step
     return INC, looks * step
+
+
+def test_admission_refuses_the_minimum_no_judge_can_ever_pass() -> None:
+    """minAgreement 1 is refused by the model (and the CRD generated from it), since the judge
+    only passes once it has shown the agreement is above the minimum."""
+    assert ShadowSpec.model_validate({"minAgreement": 0.999}).min_agreement == 0.999
+    for value in (1, 1.0, 0, 1.5):
+        with pytest.raises(ValidationError, match="minAgreement"):
+            ShadowSpec.model_validate({"minAgreement": value})
+    assert judged(10**6, 10**6, min_agreement=1.0).verdict is INC
 
 
 def test_identical_predictions_never_fail_and_pass() -> None:
