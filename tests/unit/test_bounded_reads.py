@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,7 +21,9 @@ from typing import Any
 import pytest
 import requests
 import urllib3
+from kubernetes import client
 
+from slipway.analysis.agreement import KubePredictionSource, PredictionSourceError
 from slipway.analysis.bounded import (
     AnswerError,
     AnswerRefusedError,
@@ -57,10 +60,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
-        # The first path segment names the answer: /trickle, /trickle/api/v1/query, ...
-        name = self.path.split("?")[0].strip("/").split("/")[0]
+        # The first path segment names the answer (/trickle, /trickle/api/v1/query), or the
+        # pod's name in a pod-proxy path (/api/v1/namespaces/ns/pods/trickle:8080/proxy/...).
+        parts = urllib.parse.unquote(self.path.split("?")[0]).strip("/").split("/")
+        name = parts[5].split(":")[0] if parts[0] == "api" else parts[0]
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             getattr(self, "serve_" + name)()
+
+    def serve_predictions(self) -> None:
+        body = b'{"predictions": [["a", 1, 1.5]], "truncated": false}'
+        self._head(len(body))
+        self.wfile.write(body)
+
+    def serve_malformed(self) -> None:
+        body = b'{"predictions": [[[], [], []]]}'
+        self._head(len(body))
+        self.wfile.write(body)
 
     def serve_plain(self) -> None:
         self._head(len(PLAIN))
@@ -263,3 +278,34 @@ def test_prometheus_answers_are_bounded_in_size_and_time(server: str) -> None:
     assert slow.unreachable and slow.error is not None
     assert "the answer was not complete within 1 s" in slow.error
     assert time.monotonic() - began < TRICKLE_BYTES * 0.1 / 4
+
+
+# --- the prediction source reads through it --------------------------------------------------
+# The API server's pod proxy passes a pod's answer through; here a local server stands in for
+# both (pod named after the answer it gives). The real pod proxy: tests/e2e.
+
+
+@pytest.mark.parametrize(
+    ("pod", "why"),
+    [
+        ("undeclared_huge", "the answer is larger than the 1 MiB limit"),
+        ("declared_huge", "the answer is 200 MiB (Content-Length)"),
+        ("trickle", "the answer was not complete within 1 s"),
+        ("gzip", "the answer is compressed"),
+        ("malformed", "entry 0 is not [request id, prediction, unix time]"),
+    ],
+)
+def test_the_prediction_source_reports_the_pod_and_what_was_wrong(
+    server: str, pod: str, why: str
+) -> None:
+    configuration = client.Configuration()
+    configuration.host = server
+    source = KubePredictionSource(
+        client.ApiClient(configuration), timeout_seconds=1, max_bytes=1 << 20
+    )
+    assert source.pod_predictions("ns", "predictions", 8080, 0.0) == [("a", 1, 1.5)]
+    with pytest.raises(PredictionSourceError) as refused:
+        source.pod_predictions("ns", pod, 8080, 0.0)
+    message = str(refused.value)
+    assert message.startswith(f"GET /predictions of pod ns/{pod} (port 8080): "), message
+    assert why in message, message
