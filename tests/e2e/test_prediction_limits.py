@@ -198,7 +198,7 @@ def test_a_trickling_pod_delays_neither_its_abort_nor_another_models(
         k.start_stable(other, release_body("churn-v1", "v1", deployment="churn"))
         k.create(c.PLURAL_RELEASE, release_body("churn-v2", "v2", deployment="churn"))
         wait_for(
-            lambda: k.release_status("churn-v2").get("weightReachedAt"),
+            lambda: (s := k.release_status("churn-v2")).get("weightReachedAt") and s,
             timeout=120,
             what="churn-v2 to reach its canary step",
         )
