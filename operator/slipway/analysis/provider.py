@@ -12,8 +12,10 @@ error; the operator's own timer is the retry) and a timeout on every request,
 passed to Prometheus too so it stops evaluating a query nobody waits for.
 
 Every answer is read under bounds (``bounded.BoundedSession``, given to the client as its
-session): at most ``MAX_ANSWER_BYTES``, the whole answer within the timeout (not just each
-socket read), never decompressed. An answer past them is an error result saying so.
+session): at most ``MAX_ANSWER_BYTES``, never decompressed, and the body done by the timeout
+after the request was sent (checked between reads; Prometheus may take up to the timeout to
+evaluate before its first byte, so one socket read may wait that long too: the worst case is
+twice the timeout, never a trickle's hours). An answer past them is an error result saying so.
 """
 
 from __future__ import annotations
