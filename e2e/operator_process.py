@@ -32,8 +32,11 @@ class OperatorProcess:
         *,
         prometheus_url: str | None = None,
         metrics_port: int | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig, self.namespaces, self.log_path = kubeconfig, namespaces, log_path
+        self.extra_args = extra_args
+        """More ``slipway run`` flags, e.g. ("--workers", "1")."""
         self.prometheus_url, self.metrics_port = prometheus_url, metrics_port
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -49,6 +52,7 @@ class OperatorProcess:
             argv += ["--prometheus-url", self.prometheus_url]
         if self.metrics_port is not None:
             argv += ["--metrics-port", str(self.metrics_port)]
+        argv += self.extra_args
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:

@@ -76,12 +76,18 @@ class Faults:
     latency_ms: float = 0.0
     error_rate: float = 0.0
     accuracy_drop: float = 0.0
+    predictions_bytes: int = 0
+    """``GET /predictions`` answers this many bytes (no Content-Length)."""
+    predictions_trickle_bps: float = 0.0
+    """``GET /predictions`` answers at this many bytes per second."""
 
     def env(self) -> dict[str, str]:
         return {
             "INJECT_LATENCY_MS": f"{self.latency_ms:g}",
             "INJECT_ERROR_RATE": f"{self.error_rate:g}",
             "INJECT_ACCURACY_DROP": f"{self.accuracy_drop:g}",
+            "INJECT_PREDICTIONS_BYTES": str(self.predictions_bytes),
+            "INJECT_PREDICTIONS_TRICKLE_BPS": f"{self.predictions_trickle_bps:g}",
         }
 
 

@@ -6,7 +6,10 @@ trains an actual logistic-regression model with numpy at startup (on a seeded sy
 dataset, in milliseconds), serves predictions over HTTP and exports the metrics an SLO would
 query. Each version runs as its own process; fault knobs make a "bad release" reproducible:
 extra latency, a fraction of 500s, or a fraction of flipped predictions that shows up as lower
-accuracy through the /feedback endpoint.
+accuracy through the /feedback endpoint. Two more knobs misbehave on ``GET /predictions``, to
+show that the operator's reads of pod output are bounded: an answer padded to a huge size
+(sent without a Content-Length, so only counting the bytes can stop it), or an answer
+trickled a few bytes a second.
 
 Shadow rollouts compare the candidate with the stable on the same requests: a gateway mirrors
 live requests to the candidate with the same ``x-request-id`` header. So each server keeps the
@@ -124,6 +127,10 @@ class Config:
     inject_latency_ms: float = 0.0
     inject_error_rate: float = 0.0
     inject_accuracy_drop: float = 0.0
+    inject_predictions_bytes: int = 0
+    """/predictions answers this many bytes (its entries, then padding); 0: off."""
+    inject_predictions_trickle_bps: float = 0.0
+    """/predictions answers at this many bytes per second; 0: off."""
     seed: int = DEFAULT_SEED
     prediction_log_size: int = PREDICTION_LOG_SIZE
 
@@ -452,15 +459,53 @@ class _Handler(BaseHTTPRequestHandler):
             return
         entries, truncated = app.predictions.since(since, MAX_PREDICTIONS_ANSWER)
         version, release = app.labels
-        self._send_json(
-            200,
-            {
-                "release": release,
-                "version": version,
-                "predictions": entries,
-                "truncated": truncated,
-            },
-        )
+        payload = {
+            "release": release,
+            "version": version,
+            "predictions": entries,
+            "truncated": truncated,
+        }
+        config = app.config
+        try:
+            if config.inject_predictions_bytes > 0:
+                self._send_padded(payload, config.inject_predictions_bytes)
+            elif config.inject_predictions_trickle_bps > 0:
+                self._send_trickle(payload, config.inject_predictions_trickle_bps)
+            else:
+                self._send_json(200, payload)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True  # the reader gave up: what these faults are for
+
+    def _send_padded(self, payload: dict[str, Any], size: int) -> None:
+        """The answer padded to ``size`` bytes with a "padding" string, sent without a
+        Content-Length (until the connection closes), 64 KiB at a time."""
+        head = json.dumps({**payload, "padding": ""}).encode()
+        prefix, suffix = head[:-2], head[-2:]  # split before the padding's closing quote
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self.wfile.write(prefix)
+        left = max(size - len(head), 0)
+        chunk = b"x" * 65536
+        while left > 0:
+            self.wfile.write(chunk[:left])
+            left -= min(left, len(chunk))
+        self.wfile.write(suffix)
+
+    def _send_trickle(self, payload: dict[str, Any], bytes_per_second: float) -> None:
+        """The answer, with its Content-Length, one byte every ``1 / bytes_per_second`` s."""
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(len(data)):
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+            time.sleep(1.0 / bytes_per_second)
 
     def do_POST(self) -> None:
         self._body_read = False
@@ -548,6 +593,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -594,6 +646,20 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="fraction of predictions flipped (env INJECT_ACCURACY_DROP)",
     )
     p.add_argument(
+        "--inject-predictions-bytes",
+        type=_size,
+        default=env.get("INJECT_PREDICTIONS_BYTES", "0"),
+        help="answer /predictions with this many bytes, padded, no Content-Length"
+        " (env INJECT_PREDICTIONS_BYTES)",
+    )
+    p.add_argument(
+        "--inject-predictions-trickle-bps",
+        type=_non_negative,
+        default=env.get("INJECT_PREDICTIONS_TRICKLE_BPS", "0"),
+        help="send /predictions answers at this many bytes per second"
+        " (env INJECT_PREDICTIONS_TRICKLE_BPS)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=env.get("SEED", str(d.seed)),
@@ -608,6 +674,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         inject_latency_ms=ns.inject_latency_ms,
         inject_error_rate=ns.inject_error_rate,
         inject_accuracy_drop=ns.inject_accuracy_drop,
+        inject_predictions_bytes=ns.inject_predictions_bytes,
+        inject_predictions_trickle_bps=ns.inject_predictions_trickle_bps,
         seed=ns.seed,
     )
 
@@ -624,12 +692,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Tests and the e2e launcher read this first line to learn the port.
     print(f"listening on {config.host}:{server.bound_port}", flush=True)
     log.info(
-        "serving version=%s release=%s latency_ms=%s error_rate=%s accuracy_drop=%s",
+        "serving version=%s release=%s latency_ms=%s error_rate=%s accuracy_drop=%s"
+        " predictions_bytes=%s predictions_trickle_bps=%s",
         config.version,
         config.release,
         config.inject_latency_ms,
         config.inject_error_rate,
         config.inject_accuracy_drop,
+        config.inject_predictions_bytes,
+        config.inject_predictions_trickle_bps,
     )
 
     def _on_sigterm(signum: int, frame: Any) -> None:

@@ -54,6 +54,11 @@ KUBE_WRITES = Counter(
     ["call", "namespace"],
     registry=REGISTRY,
 )
+MEASUREMENTS_IN_FLIGHT = Gauge(
+    "slipway_measurements_in_flight",
+    "Analyses (metric queries, prediction reads) running off the reconcile passes.",
+    registry=REGISTRY,
+)
 METRIC_QUERIES = Counter(
     "slipway_metric_queries_total",
     "Queries sent to metric providers.",

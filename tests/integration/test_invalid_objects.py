@@ -211,6 +211,19 @@ CASES = [
         "168h",
     ),
     ("long SLO window", edit(MODEL, "spec.slos.0.window", "9999h"), "spec.slos[0].window", "168h"),
+    # A sequential judge can never show agreement on every request: 1 could never pass.
+    (
+        "minAgreement 1 on the model",
+        edit(MODEL, "spec.shadow", {"minAgreement": 1}),
+        "spec.shadow.minAgreement",
+        "less than 1",
+    ),
+    (
+        "minAgreement 1 on the release",
+        edit(RELEASE, "spec.shadow", {"minAgreement": 1.0}),
+        "spec.shadow.minAgreement",
+        "less than 1",
+    ),
     (
         "long release interval",
         edit(POLICY, "spec.minReleaseInterval", "99999999999999h"),

@@ -14,18 +14,21 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from pydantic import ValidationError
 
 from slipway.analysis.agreement import (
     AgreementCounts,
     KubePredictionSource,
     PredictionSourceError,
-    _entries,
     _error_text,
     join,
     judge_agreement,
     measure_agreement,
+    parse_predictions,
     pod_port,
 )
+from slipway.analysis.bounded import AnswerError, AnswerTooLargeError
+from slipway.api.models import ShadowSpec
 from slipway.api.phases import Verdict
 
 P, F, INC = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
@@ -249,6 +252,16 @@ def run_trial(
     return INC, looks * step
 
 
+def test_admission_refuses_the_minimum_no_judge_can_ever_pass() -> None:
+    """minAgreement 1 is refused by the model (and the CRD generated from it), since the judge
+    only passes once it has shown the agreement is above the minimum."""
+    assert ShadowSpec.model_validate({"minAgreement": 0.999}).min_agreement == 0.999
+    for value in (1, 1.0, 0, 1.5):
+        with pytest.raises(ValidationError, match="minAgreement"):
+            ShadowSpec.model_validate({"minAgreement": value})
+    assert judged(10**6, 10**6, min_agreement=1.0).verdict is INC
+
+
 def test_identical_predictions_never_fail_and_pass() -> None:
     rng = random.Random(1)
     outcomes = [run_trial(rng, 1.0, 0.95, looks=40, step=25) for _ in range(50)]
@@ -295,7 +308,15 @@ class FakeSource:
         self.by_release, self.error = by_release, error
         self.asked: list[tuple[str, str, str, float]] = []
 
-    def predictions(self, namespace: str, model: str, release: str, since: float) -> dict[str, int]:
+    def predictions(
+        self,
+        namespace: str,
+        model: str,
+        release: str,
+        since: float,
+        *,
+        deadline: float | None = None,
+    ) -> dict[str, int]:
         self.asked.append((namespace, model, release, since))
         if self.error:
             raise PredictionSourceError(self.error)
@@ -371,18 +392,46 @@ def test_pod_port(containers: list[list[tuple[str | None, int]]], port: int) -> 
     assert pod_port(pod(*containers)) == port
 
 
-def test_entries_are_checked() -> None:
-    assert list(_entries([["a", 1, 2], ["b", 0, 3.5]])) == [("a", 1, 2.0), ("b", 0, 3.5)]
-    for bad in (
-        {"a": 1},
-        [["a", 1]],
-        [[1, 1, 1.0]],
-        [["a", True, 1.0]],
-        [["a", 1.5, 1.0]],
-        [["a", 1, "t"]],
-    ):
-        with pytest.raises((TypeError, ValueError)):
-            list(_entries(bad))
+def test_an_answer_parses_to_its_entries() -> None:
+    body = (
+        b'{"release": "v1", "version": "v1", "predictions": [["a", 1, 2], ["b\\u00e9/3", 0,'
+        b' 3.5e0]], "truncated": false}'
+    )
+    assert parse_predictions(body, 10) == ([("a", 1, 2.0), ("b\u00e9/3", 0, 3.5)], False)
+    assert parse_predictions(b' { "truncated" : true , "predictions" : [ ] } \n', 10) == ([], True)
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"", "expected '{'"),
+        (b"[]", "expected '{'"),
+        (b'{"predictions": {"a": 1}}', "expected '['"),
+        (b'{"predictions": [["a", 1]]}', "entry 0 is not"),
+        (b'{"predictions": [[1, 1, 1.0]]}', "entry 0 is not"),
+        (b'{"predictions": [["a", true, 1.0]]}', "entry 0 is not"),
+        (b'{"predictions": [["a", 1.5, 1.0]]}', "entry 0 is not"),
+        (b'{"predictions": [["a", 1, "t"]]}', "entry 0 is not"),
+        (b'{"predictions": [["a", 1, 1], [[], [], []]]}', "entry 1 is not"),
+        (b'{"predictions": [], "truncated": 1}', "'truncated' is 1"),
+        (b'{"predictions": [], "extra": [1, 2]}', "'extra' is not a plain value"),
+        (b'{"predictions": []} trailing', "more follows"),
+        (b'{"predictions": [["a\\x", 1, 1]]}', "Invalid \\escape"),
+        (b'{"release": "v1"}', "no 'predictions'"),
+        (b'{"predictions": [["a", 1, 1]', "expected ','"),
+    ],
+)
+def test_anything_else_is_refused_saying_where(body: bytes, why: str) -> None:
+    with pytest.raises(AnswerError, match="not a list of predictions") as refused:
+        parse_predictions(body, 10)
+    assert why in str(refused.value)
+
+
+def test_more_entries_than_the_limit_are_refused() -> None:
+    body = b'{"predictions": [' + b",".join(b'["r%d", 1, 1.0]' % i for i in range(11)) + b"]}"
+    assert len(parse_predictions(body, 11)[0]) == 11
+    with pytest.raises(AnswerTooLargeError, match="more than 10 predictions"):
+        parse_predictions(body, 10)
 
 
 def test_error_text_prefers_the_status_message() -> None:

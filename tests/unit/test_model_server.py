@@ -530,3 +530,51 @@ def test_recording_is_safe_under_concurrent_requests(start_server: StartServer) 
     assert not errors
     ids = {e[0] for e in predictions(server)[1]["predictions"]}
     assert ids == {f"w{w}-{i}" for w in range(8) for i in range(25)}
+
+
+# --- faults on /predictions: an answer too large, an answer trickled ------------------------
+
+
+def test_padded_predictions_answer_is_that_many_bytes_of_valid_json_without_a_length(
+    start_server: StartServer,
+) -> None:
+    server = start_server(inject_predictions_bytes=3 << 20)
+    call(server, "POST", "/predict", {"features": [1.0, 0.0, 0.0]}, headers={"X-Request-Id": "a"})
+    conn = http.client.HTTPConnection("127.0.0.1", server.bound_port, timeout=5)
+    try:
+        conn.request("GET", "/predictions")
+        answer = conn.getresponse()
+        assert answer.getheader("Content-Length") is None
+        body = answer.read()
+    finally:
+        conn.close()
+    assert len(body) == 3 << 20
+    parsed = json.loads(body)
+    assert [e[0] for e in parsed["predictions"]] == ["a"] and set(parsed["padding"]) == {"x"}
+
+
+def test_trickled_predictions_answer_arrives_byte_by_byte(start_server: StartServer) -> None:
+    server = start_server(inject_predictions_trickle_bps=50)
+    conn = http.client.HTTPConnection("127.0.0.1", server.bound_port, timeout=5)
+    try:
+        conn.request("GET", "/predictions")
+        answer = conn.getresponse()
+        length = int(answer.getheader("Content-Length") or 0)
+        first = [answer.read1(100) for _ in range(3)]  # each read brings what one send did
+        rest = answer.read()
+    finally:
+        conn.close()
+    assert [len(b) for b in first] == [1, 1, 1]
+    assert json.loads(b"".join(first) + rest)["predictions"] == [] and length > 50
+    # /predict and /healthz are not slowed.
+    assert call(server, "GET", "/healthz")[0] == 200
+
+
+def test_prediction_fault_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INJECT_PREDICTIONS_BYTES", str(200 << 20))
+    config = ms.parse_args(["--inject-predictions-trickle-bps", "1"])
+    assert config.inject_predictions_bytes == 200 << 20
+    assert config.inject_predictions_trickle_bps == 1.0
+    for argv in (["--inject-predictions-bytes", "-1"], ["--inject-predictions-trickle-bps", "-2"]):
+        with pytest.raises(SystemExit):
+            ms.parse_args(argv)

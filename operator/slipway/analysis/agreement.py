@@ -18,7 +18,10 @@ Three pieces, kept apart like the rest of analysis (measuring vs deciding):
 - ``PredictionSource`` is the seam to the pods; ``KubePredictionSource`` reads each Ready pod
   of a release through the API server's pod proxy (the operator needs ``list`` on ``pods`` and
   ``get`` on ``pods/proxy``), so it works wherever the operator can reach the API server,
-  without a route to the pod network.
+  without a route to the pod network. A pod's answer is read under bounds (``bounded.py``:
+  ``MAX_ANSWER_BYTES``, ``REQUEST_TIMEOUT_SECONDS`` for the whole answer, no decoding) and
+  parsed into entries only (``parse_predictions``), so a pod answering too much, too slowly
+  or something else costs the operator a bounded amount of memory and time.
 - ``measure_agreement`` ties them together; a source that fails gives Inconclusive with the
   reason (never a pass, never a crash).
 
@@ -32,8 +35,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -41,6 +45,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from slipway.analysis.bounded import AnswerError, AnswerTooLargeError, Bounds, read_bounded
 from slipway.analysis.judges.base import Counts, CountSLO, SLOBudget
 from slipway.analysis.judges.sequential import NAME as SEQUENTIAL
 from slipway.analysis.judges.sequential import SequentialJudge
@@ -56,6 +61,18 @@ METRIC: Final = "agreement rate"
 DEFAULT_PORT: Final = 8080
 PREDICTIONS_PATH: Final = "predictions"
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
+"""The most one pod's answer may take, request to last byte (``bounded.Bounds.seconds``)."""
+MAX_ANSWER_ENTRIES: Final = 50_000
+"""Predictions read from one pod's answer at most: the example model server keeps a ring of
+the newest 50,000 (PREDICTION_LOG_SIZE) and answers with at most 20,000 of them."""
+MAX_ANSWER_BYTES: Final = 8 << 20
+"""Bytes read from one pod's answer at most. A full answer of the example server is 20,000
+entries of ``["<id>", 0, 1764860000.123]``: about 1.2 MiB with Envoy's 36-character request
+ids, 4.6 MiB with the longest id it records (200 characters); 8 MiB holds that with room to
+spare, and is what one read may add to the operator's memory (the parsed entries come on top,
+at most ``MAX_ANSWER_ENTRIES`` of them)."""
+MEASURE_SECONDS: Final = 20.0
+"""The most one agreement measurement (both releases, every pod) may take."""
 _MAX_ERROR: Final = 300  # characters of a pod's error kept in a message
 
 
@@ -202,23 +219,48 @@ class PredictionSourceError(RuntimeError):
 class PredictionSource(Protocol):
     """The predictions a release's servers recorded, by request id."""
 
-    def predictions(self, namespace: str, model: str, release: str, since: float) -> dict[str, int]:
+    def predictions(
+        self,
+        namespace: str,
+        model: str,
+        release: str,
+        since: float,
+        *,
+        deadline: float | None = None,
+    ) -> dict[str, int]:
         """Every prediction recorded at or after ``since`` (unix seconds) by the release's
-        Ready pods, as ``{request id: prediction}``. Raises ``PredictionSourceError``."""
+        Ready pods, as ``{request id: prediction}``, read by ``deadline`` (monotonic seconds)
+        if one is given. Raises ``PredictionSourceError``."""
         ...
 
 
 class KubePredictionSource:
-    """Reads ``GET /predictions?since=`` of each Ready pod through the API server's pod proxy."""
+    """Reads ``GET /predictions?since=`` of each Ready pod through the API server's pod proxy,
+    every answer under ``bounds`` (``bounded.py``: size, deadline, no decoding)."""
 
     def __init__(
-        self, api: client.ApiClient, timeout_seconds: float = REQUEST_TIMEOUT_SECONDS
+        self,
+        api: client.ApiClient,
+        timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+        *,
+        max_bytes: int = MAX_ANSWER_BYTES,
+        max_entries: int = MAX_ANSWER_ENTRIES,
     ) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.timeout_seconds = timeout_seconds
+        self.bounds = Bounds(max_bytes=max_bytes, seconds=timeout_seconds)
+        self.max_entries = max_entries
 
-    def predictions(self, namespace: str, model: str, release: str, since: float) -> dict[str, int]:
+    def predictions(
+        self,
+        namespace: str,
+        model: str,
+        release: str,
+        since: float,
+        *,
+        deadline: float | None = None,
+    ) -> dict[str, int]:
         """See ``PredictionSource``; pods are read one by one, any failure fails the call."""
         selector = f"{c.LABEL_MODEL}={model},{c.LABEL_RELEASE}={release}"
         what = f"listing the pods of release {release} in {namespace}"
@@ -236,17 +278,23 @@ class KubePredictionSource:
         entries: list[tuple[str, int, float]] = []
         for pod in ready:
             entries.extend(
-                self.pod_predictions(namespace, str(pod.metadata.name), pod_port(pod), since)
+                self.pod_predictions(
+                    namespace, str(pod.metadata.name), pod_port(pod), since, deadline=deadline
+                )
             )
         # A request id seen twice (a retry that reached two pods) keeps its latest answer.
         entries.sort(key=lambda e: e[2])
         return {request_id: prediction for request_id, prediction, _ in entries}
 
     def pod_predictions(
-        self, namespace: str, pod: str, port: int, since: float
+        self, namespace: str, pod: str, port: int, since: float, *, deadline: float | None = None
     ) -> list[tuple[str, int, float]]:
-        """One pod's ``(request id, prediction, unix time)`` entries at or after ``since``."""
+        """One pod's ``(request id, prediction, unix time)`` entries at or after ``since``,
+        read within the bounds, and by ``deadline`` (monotonic seconds) if one is given."""
         where = f"GET /predictions of pod {namespace}/{pod} (port {port})"
+        ends = time.monotonic() + self.bounds.seconds
+        if deadline is not None:
+            ends = min(ends, deadline)
         try:
             request = self.api.param_serialize(
                 method="GET",
@@ -257,24 +305,26 @@ class KubePredictionSource:
                     "path": PREDICTIONS_PATH,
                 },
                 query_params=[("since", repr(float(since)))],
-                header_params={"Accept": "application/json"},
+                header_params={"Accept": "application/json", "Accept-Encoding": "identity"},
                 auth_settings=["BearerToken"],
             )
-            response: Any = self.api.call_api(*request, _request_timeout=self.timeout_seconds)
-            response.read()
+            # call_api leaves the answer unread (the client asks urllib3 not to preload it):
+            # read_bounded reads it, under the bounds.
+            response: Any = self.api.call_api(
+                *request, _request_timeout=self.bounds.timeouts(ends - time.monotonic())
+            )
+            body = read_bounded(response.response, self.bounds, ends)
+        except AnswerError as error:
+            raise PredictionSourceError(f"{where}: {error}") from None
         except _UNREACHABLE as error:
             raise PredictionSourceError(_failed(where, error)) from None
-        body = bytes(response.data or b"")
         if not 200 <= response.status <= 299:
             raise PredictionSourceError(f"{where}: HTTP {response.status}: {_error_text(body)}")
         try:
-            answer = json.loads(body)
-            entries = list(_entries(answer["predictions"]))
-        except (ValueError, KeyError, TypeError) as error:
-            raise PredictionSourceError(
-                f"{where}: the answer is not a list of predictions: {error}"
-            ) from None
-        if answer.get("truncated"):
+            entries, truncated = parse_predictions(body, self.max_entries)
+        except AnswerError as error:
+            raise PredictionSourceError(f"{where}: {error}") from None
+        if truncated:
             log.warning(
                 "%s: more predictions since %s than one answer holds; read the newest %d",
                 where,
@@ -284,16 +334,121 @@ class KubePredictionSource:
         return entries
 
 
-def _entries(raw: Any) -> Iterable[tuple[str, int, float]]:
-    if not isinstance(raw, list):
-        raise TypeError("'predictions' is not a list")
-    for entry in raw:
-        request_id, prediction, t = entry
-        if not isinstance(request_id, str) or isinstance(prediction, bool):
-            raise TypeError(f"not an (id, prediction, time) entry: {entry!r}")
-        if not isinstance(prediction, int) or not isinstance(t, int | float):
-            raise TypeError(f"not an (id, prediction, time) entry: {entry!r}")
-        yield request_id, prediction, float(t)
+# --- the answer, parsed as it is meant to be and no further ----------------------------------
+# A general JSON parser builds whatever the bytes describe: a few MiB of "[[],[],...]" become
+# some twenty times as many bytes of Python lists. These patterns accept only the one shape
+# the protocol has ({"predictions": [[id, prediction, time], ...], "truncated": bool, other
+# plain fields}) and build nothing but the entries, at most ``max_entries`` of them.
+
+_WS: Final = rb"[ \t\r\n]*"
+_STRING: Final = rb'"(?:[^"\\\x00-\x1f]|\\.)*"'
+_NUMBER: Final = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_SPACE: Final = re.compile(_WS)
+_KEY: Final = re.compile(_WS + rb"(" + _STRING + rb")" + _WS + rb":" + _WS)
+_PLAIN: Final = re.compile(rb"(?:" + _STRING + rb"|" + _NUMBER + rb"|true|false|null)")
+_ENTRY: Final = re.compile(
+    rb"\[%(ws)s(%(string)s)%(ws)s,%(ws)s(-?(?:0|[1-9][0-9]*))%(ws)s,%(ws)s(%(number)s)%(ws)s\]"
+    % {b"ws": _WS, b"string": _STRING, b"number": _NUMBER}
+)
+
+
+def parse_predictions(body: bytes, max_entries: int) -> tuple[list[tuple[str, int, float]], bool]:
+    """A ``/predictions`` answer as (entries, truncated), or ``AnswerError`` saying where it
+    stops being one. Memory: the entries and nothing else."""
+    parser = _Parser(body)
+    parser.expect(b"{")
+    entries: list[tuple[str, int, float]] | None = None
+    truncated = False
+    if not parser.maybe(b"}"):
+        while True:
+            key = parser.key()
+            if key == "predictions":
+                entries = parser.entries(max_entries)
+            else:
+                value = parser.plain(key)
+                if key == "truncated":
+                    if not isinstance(value, bool):
+                        raise parser.error(f"'truncated' is {value!r}, not true or false")
+                    truncated = value
+            if parser.maybe(b"}"):
+                break
+            parser.expect(b",")
+    parser.end()
+    if entries is None:
+        raise AnswerError("the answer is not a list of predictions: it has no 'predictions'")
+    return entries, truncated
+
+
+class _Parser:
+    """A cursor over the answer's bytes; each step matches one token or fails saying where."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.pos = body, 0
+
+    def error(self, why: str) -> AnswerError:
+        return AnswerError(
+            f"the answer is not a list of predictions: {why} (at byte {self.pos:,} of"
+            f" {len(self.body):,})"
+        )
+
+    def maybe(self, token: bytes) -> bool:
+        match = _SPACE.match(self.body, self.pos)
+        self.pos = match.end() if match else self.pos
+        if self.body.startswith(token, self.pos):
+            self.pos += len(token)
+            return True
+        return False
+
+    def expect(self, token: bytes) -> None:
+        if not self.maybe(token):
+            got = self.body[self.pos : self.pos + 20]
+            raise self.error(f"expected {token.decode()!r}, got {got!r}")
+
+    def key(self) -> str:
+        match = _KEY.match(self.body, self.pos)
+        if match is None:
+            raise self.error("expected a field name")
+        self.pos = match.end()
+        return str(self.decode(match.group(1)))
+
+    def plain(self, key: str) -> Any:
+        match = _PLAIN.match(self.body, self.pos)
+        if match is None:
+            raise self.error(f"field {key[:40]!r} is not a plain value")
+        self.pos = match.end()
+        return self.decode(match.group(0))
+
+    def entries(self, max_entries: int) -> list[tuple[str, int, float]]:
+        self.expect(b"[")
+        found: list[tuple[str, int, float]] = []
+        if self.maybe(b"]"):
+            return found
+        while True:
+            self.maybe(b"")  # skip blanks
+            match = _ENTRY.match(self.body, self.pos)
+            if match is None:
+                raise self.error(f"entry {len(found)} is not [request id, prediction, unix time]")
+            if len(found) >= max_entries:
+                raise AnswerTooLargeError(
+                    f"the answer holds more than {max_entries:,} predictions, the most one"
+                    " answer is read for"
+                )
+            request_id = self.decode(match.group(1))
+            found.append((str(request_id), int(match.group(2)), float(match.group(3))))
+            self.pos = match.end()
+            if self.maybe(b"]"):
+                return found
+            self.expect(b",")
+
+    def end(self) -> None:
+        if not self.maybe(b"") or self.pos != len(self.body):
+            raise self.error("more follows the answer's end")
+
+    def decode(self, token: bytes) -> Any:
+        try:
+            return json.loads(token)
+        except ValueError as error:
+            raise self.error(f"unreadable {token[:40]!r}: {error}") from None
 
 
 def _ready(pod: Any) -> bool:
@@ -342,15 +497,20 @@ def measure_agreement(
     budget: float,
     *,
     now: float | None = None,
+    seconds: float = MEASURE_SECONDS,
 ) -> SLOResult:
     """Read both releases' predictions since ``since`` (unix seconds), join and judge them.
 
-    A source that fails gives Inconclusive (not gathering: something is wrong, not slow)
-    with the source's reason.
+    A source that fails (a pod's answer too large, too slow or not predictions included)
+    gives Inconclusive (not gathering: something is wrong) with the source's reason. Both
+    reads together take at most ``seconds``.
     """
+    deadline = time.monotonic() + seconds
     try:
-        stable = source.predictions(namespace, model, stable_release, since)
-        candidate = source.predictions(namespace, model, candidate_release, since)
+        stable = source.predictions(namespace, model, stable_release, since, deadline=deadline)
+        candidate = source.predictions(
+            namespace, model, candidate_release, since, deadline=deadline
+        )
     except PredictionSourceError as error:
         return _inconclusive(f">= {min_agreement:g}", str(error), gathering=False)
     elapsed = (time.time() if now is None else now) - since

@@ -10,6 +10,12 @@ Prometheus is reached through ``prometheus-api-client``, with the library's
 retries turned off (its default retries with backoff for seconds on every
 error; the operator's own timer is the retry) and a timeout on every request,
 passed to Prometheus too so it stops evaluating a query nobody waits for.
+
+Every answer is read under bounds (``bounded.BoundedSession``, given to the client as its
+session): at most ``MAX_ANSWER_BYTES``, never decompressed, and the body done by the timeout
+after the request was sent (checked between reads; Prometheus may take up to the timeout to
+evaluate before its first byte, so one socket read may wait that long too: the worst case is
+twice the timeout, never a trickle's hours). An answer past them is an error result saying so.
 """
 
 from __future__ import annotations
@@ -28,9 +34,16 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from slipway.analysis.bounded import AnswerRefusedError, BoundedSession, Bounds
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
+MAX_ANSWER_BYTES: Final = 1 << 20
+"""Bytes read from one Prometheus answer at most. An instant query analysis can use returns
+one series, or a histogram's buckets by ``le`` (tens of series): a few KiB. 1 MiB is hundreds
+of times that, so only a query that matches far too much (or something that is not
+Prometheus) reaches it."""
 _MAX_ERROR = 300  # characters of an error kept for status
 _HTTP_ERROR = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
@@ -181,11 +194,21 @@ class PrometheusProvider:
         self.timeout_seconds = timeout_seconds
         # total=0: no retry of any kind; the analysis timer is the retry.
         no_retry = Retry(total=0, connect=0, read=0, status=0, redirect=0, raise_on_status=False)
+        # The client's public ``session`` parameter: every request it sends goes through
+        # BoundedSession.send, which reads the answer under the bounds before the client
+        # parses it. The timeout bounds the whole answer, not only each socket read.
+        bounds = Bounds(
+            max_bytes=MAX_ANSWER_BYTES,
+            seconds=timeout_seconds,
+            connect_seconds=timeout_seconds,
+            stall_seconds=timeout_seconds,
+        )
         self._client = PrometheusConnect(
             url=self.url,
             headers=dict(headers) if headers else None,
             retry=no_retry,
             timeout=timeout_seconds,
+            session=BoundedSession(bounds),
         )
         # Prometheus takes a float number of seconds for its evaluation timeout.
         self._params = {"timeout": f"{timeout_seconds:g}"}
@@ -203,6 +226,11 @@ class PrometheusProvider:
             result = self._client.custom_query(promql, params=dict(self._params))
         except PrometheusApiClientException as err:
             answer = _http_error(err)
+        except AnswerRefusedError as err:
+            # Too slow counts as unreachable: the tick's other queries would only wait again.
+            answer = QueryResult.failed(
+                f"Prometheus at {self.url}: {err.reason}", unreachable=err.too_slow
+            )
         except requests.exceptions.JSONDecodeError as err:
             answer = QueryResult.failed(f"not a Prometheus API answer at {self.url}: {err}")
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:

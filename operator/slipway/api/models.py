@@ -376,9 +376,11 @@ class ShadowSpec(ApiModel):
     min_agreement: float | None = Field(
         default=None,
         gt=0,
-        le=1,
+        lt=1,
         description="Least share of mirrored requests on which the candidate's prediction"
-        " must equal the stable's (joined per request id); unset: not checked.",
+        " must equal the stable's (joined per request id); unset: not checked. Below 1: the"
+        " judge passes once it has shown the agreement is above this, and no number of"
+        " requests shows that two models agree on every request.",
     )
 
 

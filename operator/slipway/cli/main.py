@@ -54,6 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prometheus_url=args.prometheus_url,
         liveness=args.liveness,
         metrics_port=args.metrics_port,
+        workers=args.workers,
     )
 
 
@@ -78,6 +79,13 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
     run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="reconcile passes run at once, one model each (default 8; env SLIPWAY_WORKERS)",
+    )
     run.set_defaults(func=_cmd_run)
 
     helps = {

@@ -5,7 +5,9 @@ kopf's indexes mirror the cluster in memory; kopf's event handlers only say
 a snapshot of everything one ModelDeployment's decisions may look at (on the
 event loop, where the indexes are updated, so the copy is consistent), runs
 the pass in a worker thread, and queues the key again at the time the
-decision core asked for. There are no per-object timers: a deleted object
+decision core asked for, or when a measurement it started finishes
+(``measure.py``: analyses run off the pass, so a slow read never holds a
+worker). There are no per-object timers: a deleted object
 is simply no longer in the indexes, so nothing acts on it, and an idle
 object costs nothing.
 """
@@ -29,6 +31,7 @@ from slipway import metrics
 from slipway.analysis.agreement import PredictionSource
 from slipway.analysis.provider import MetricProvider, QueryResult, make_provider
 from slipway.api.models import ModelDeployment, RolloutPolicy
+from slipway.handlers.measure import Measurements
 from slipway.handlers.queue import WorkQueue
 from slipway.handlers.snapshot import (
     ModelEntry,
@@ -117,6 +120,8 @@ class Memory:
 
     said: dict[tuple[Any, ...], str] = field(default_factory=dict)
     failures: dict[ModelKey, int] = field(default_factory=dict)
+    measurements: Measurements | None = None
+    """Analyses in flight and finished, per release; None: a pass measures inline."""
 
     def forget(self, key: ModelKey) -> None:
         self.failures.pop(key, None)
@@ -141,11 +146,12 @@ class Controller:
         self.kube, self.indexes, self.reconcile = kube, indexes, reconcile
         self.providers = providers
         self.queue: WorkQueue[ModelKey] = WorkQueue()
-        self.memory = Memory()
+        self.memory = Memory(measurements=Measurements(on_done=self._measured))
         self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._slots = asyncio.Semaphore(workers)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def enqueue(self, key: ModelKey, delay: float = 0.0) -> None:
         self.queue.add(key, delay)
@@ -153,6 +159,7 @@ class Controller:
 
     async def run(self) -> None:
         """Hand due keys to workers until cancelled."""
+        self._loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._slots.acquire()
@@ -164,6 +171,14 @@ class Controller:
             for task in list(self._tasks):
                 task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if self.memory.measurements is not None:
+                self.memory.measurements.shutdown()
+
+    def _measured(self, key: ModelKey) -> None:
+        """A measurement of this model finished (in its own thread): queue the model."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.enqueue, key)
 
     async def _process(self, key: ModelKey) -> None:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from slipway.analysis.agreement import KubePredictionSource
 from slipway.api import constants as c
 from slipway.api.models import RolloutPolicy
-from slipway.handlers.controller import Controller, Indexes, Providers
+from slipway.handlers.controller import WORKERS, Controller, Indexes, Providers
 from slipway.handlers.reconcile import describe, parse_model, reconcile
 from slipway.handlers.snapshot import ModelEntry, ReleaseEntry, ServiceState, service_state
 from slipway.kube.client import KubeWriter, make_api_client
@@ -52,7 +53,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
     indexes = Indexes(**{field: kwargs[name] for field, name in INDEXES.items()}, routes=routes)
     api = make_api_client()
     providers = Providers(memo.get("prometheus_url"), KubePredictionSource(api))
-    controller = Controller(KubeWriter(api), indexes, reconcile, providers)
+    workers = int(os.environ.get("SLIPWAY_WORKERS") or WORKERS)
+    controller = Controller(KubeWriter(api), indexes, reconcile, providers, workers=workers)
     memo["controller"] = controller
     memo["controller_task"] = asyncio.create_task(controller.run(), name="slipway-reconcile")
     log.info("slipway operator started: handlers registered, indexes warming up")

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,6 +36,7 @@ from slipway.api.models import (
 )
 from slipway.api.phases import Phase, Verdict
 from slipway.handlers.controller import Memory, Providers
+from slipway.handlers.measure import MeasureKey
 from slipway.handlers.snapshot import ModelEntry, ModelSnapshot, ReleaseEntry
 from slipway.handlers.status import dump_status, owned_keys, status_patch
 from slipway.kube.children import build_service, child_problems, deployment_name
@@ -145,6 +147,9 @@ def reconcile(
         look = reconcile_release(run, entry)
         if look is not None:
             looks.append(look)
+    if memory.measurements is not None:  # a finished or deleted release measures nothing more
+        names = {entry.summary.name for entry in in_flight}
+        memory.measurements.keep_only(snap.namespace, snap.name, names)
     if run.entry is not None:
         look = reconcile_model(run)
         if look is not None:
@@ -187,7 +192,7 @@ def reconcile_release(run: Pass, entry: ReleaseEntry) -> datetime | None:
         services=run.services,
     )
     if analysis_due(situation):
-        situation = replace(situation, analysis=run_analysis(run, situation))
+        situation = replace(situation, analysis=take_analysis(run, situation))
     decision = decide(situation)
     first = [a for a in decision.actions if _before_status(a, name)]
     then = [a for a in decision.actions if not _before_status(a, name)]
@@ -218,8 +223,46 @@ def _before_status(action: Action, release: str) -> bool:
     )
 
 
-def run_analysis(run: Pass, situation: Situation) -> list[SLOResult]:
-    """Query every SLO of the model for the candidate (and the stable for relative ones)."""
+def take_analysis(run: Pass, situation: Situation) -> list[SLOResult] | None:
+    """This tick's analysis of the release, or None while it is being measured.
+
+    The measuring runs off the pass (``measure.py``): a pass waits for it only briefly, so a
+    slow Prometheus or pod never holds up this model's controls or other models' passes.
+    """
+    release = situation.release
+    measure = partial(measure_release, run.providers, situation)
+    measurements = run.memory.measurements
+    if measurements is None:
+        results: list[SLOResult] | None = measure()
+    else:
+        key = MeasureKey(
+            namespace=release.metadata.namespace or "",
+            model=run.snap.name,
+            release=release.metadata.name,
+            uid=release.metadata.uid,
+            started=release.status.started_at,
+            step=release.status.step,
+            since=release.status.weight_reached_at or release.status.step_started_at,
+        )
+        last = release.status.analysis[-1].at if release.status.analysis else None
+        results = measurements.take(key, situation.now, last, measure)
+    if results is None:
+        return None
+    labels = (release.metadata.namespace or "", run.snap.name, release.metadata.name)
+    for result in results:
+        metrics.SLO_VERDICTS.labels(*labels, result.slo, result.verdict.value).inc()
+        if result.value is not None:
+            metrics.SLO_VALUE.labels(*labels, result.slo).set(result.value)
+        if result.baseline is not None:
+            metrics.SLO_BASELINE.labels(*labels, result.slo).set(result.baseline)
+    metrics.ANALYSES.labels(*labels, combine(results).value).inc()
+    return results
+
+
+def measure_release(providers: Providers, situation: Situation) -> list[SLOResult]:
+    """Query every SLO of the model for the candidate (and the stable for relative ones),
+    and read both releases' predictions in a shadow phase. Never raises for what a backend
+    or a pod answers: that is an Inconclusive with its reason."""
     model, release = situation.model, situation.release
     assert model is not None
     namespace = release.metadata.namespace or ""
@@ -234,7 +277,7 @@ def run_analysis(run: Pass, situation: Situation) -> list[SLOResult]:
             model.status.stable_release,
             model.status.stable_version or "",
         )
-    provider = run.providers.for_model(model)
+    provider = providers.for_model(model)
     if provider is None:
         reason = (
             "no metrics backend: set spec.metrics.url or run the operator with --prometheus-url"
@@ -249,26 +292,18 @@ def run_analysis(run: Pass, situation: Situation) -> list[SLOResult]:
         )
         results = analyze(model.spec.slos, provider, candidate, stable, settings, evidence)
     if agreement_checked(situation, model):
-        results = [*results, _agreement(run, situation, model)]
-    labels = (namespace, model.metadata.name, release.metadata.name)
-    for result in results:
-        metrics.SLO_VERDICTS.labels(*labels, result.slo, result.verdict.value).inc()
-        if result.value is not None:
-            metrics.SLO_VALUE.labels(*labels, result.slo).set(result.value)
-        if result.baseline is not None:
-            metrics.SLO_BASELINE.labels(*labels, result.slo).set(result.baseline)
-    metrics.ANALYSES.labels(*labels, combine(results).value).inc()
+        results = [*results, _agreement(providers, situation, model)]
     return results
 
 
-def _agreement(run: Pass, situation: Situation, model: ModelDeployment) -> SLOResult:
+def _agreement(providers: Providers, situation: Situation, model: ModelDeployment) -> SLOResult:
     """How often the candidate predicted what the stable did on the same mirrored
     requests (joined per request id), judged against ``minAgreement``."""
     spec = shadow_for(situation, model)
     assert spec is not None and spec.min_agreement is not None
     release = situation.release
     since = release.status.weight_reached_at or release.status.step_started_at or situation.now
-    source = run.providers.predictions
+    source = providers.predictions
     if source is None or model.status.stable_release is None:
         return SLOResult(
             slo=AGREEMENT,

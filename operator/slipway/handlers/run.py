@@ -11,6 +11,7 @@ def run_operator(
     prometheus_url: str | None,
     liveness: str | None,
     metrics_port: int | None = None,
+    workers: int | None = None,
 ) -> int:
     """Run until interrupted; returns the process exit code."""
     import kopf
@@ -19,6 +20,8 @@ def run_operator(
 
     if prometheus_url:
         os.environ["SLIPWAY_PROMETHEUS_URL"] = prometheus_url
+    if workers is not None:
+        os.environ["SLIPWAY_WORKERS"] = str(workers)
     kopf.configure(verbose=False)
     # One "Timer succeeded" line per object per second says nothing; failures still show.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
