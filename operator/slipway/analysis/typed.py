@@ -250,9 +250,7 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
         value = number(key)
         return None if value is None else min(1.0, max(0.0, value))
 
-    eta = None
-    if samples and needed and elapsed_seconds > 0 and needed > samples:
-        eta = (needed - samples) / (samples / elapsed_seconds)
+    eta = eta_seconds(samples, needed, elapsed_seconds)
     return SLOResult(
         slo=slo.name,
         verdict=judged.verdict,
@@ -268,6 +266,23 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
         limit=number("limit"),
         stable_samples=number("stableSamples"),
         samples_needed=needed,
-        eta_seconds=round(eta, 1) if eta is not None and math.isfinite(eta) else None,
+        eta_seconds=eta,
         gathering=judged.verdict.value == "Inconclusive",
     )
+
+
+def eta_seconds(samples: float | None, needed: float | None, served_seconds: float) -> float | None:
+    """Seconds until ``needed`` samples at the pace of ``samples`` over ``served_seconds``.
+
+    ``served_seconds`` should start when the candidate first served (the
+    per-pod counts say when), not when the release started: pods that are
+    still starting serve nothing, and counting that time slows the pace. The
+    pace is taken half a Poisson standard deviation low, so the first ETAs,
+    read off a few samples, are not short by chance.
+    """
+    if not (samples and needed and served_seconds > 0 and needed > samples):
+        return None
+    # The pace half a Poisson sigma low: a few samples in a few seconds say little.
+    pace = max(samples - 0.5 * math.sqrt(samples), 0.5 * samples) / served_seconds
+    eta = (needed - samples) / pace
+    return round(eta, 1) if math.isfinite(eta) else None

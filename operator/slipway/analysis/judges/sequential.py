@@ -196,6 +196,7 @@ def decide(
     pass_alpha: float,
     phi_c: float = 1.0,
     phi_s: float = 1.0,
+    stable_per_candidate: float | None = None,
 ) -> Decision:
     """Test ``q_c <= a*q_s + b`` on counts of bad events (``a = 0``: the stable is unused).
 
@@ -218,7 +219,20 @@ def decide(
         return Decision(Verdict.FAIL, share, limit, low, high, n_c)
     if high < limit:
         return Decision(Verdict.PASS, share, limit, low, high, n_c)
-    needed = samples_needed(bad_c, n_c, bad_s, n_s, a, b, tau, fail_alpha, pass_alpha, phi_c, phi_s)
+    needed = samples_needed(
+        bad_c,
+        n_c,
+        bad_s,
+        n_s,
+        a,
+        b,
+        tau,
+        fail_alpha,
+        pass_alpha,
+        phi_c,
+        phi_s,
+        stable_per_candidate,
+    )
     return Decision(Verdict.INCONCLUSIVE, share, limit, low, high, needed)
 
 
@@ -234,12 +248,14 @@ def samples_needed(
     pass_alpha: float,
     phi_c: float = 1.0,
     phi_s: float = 1.0,
+    stable_per_candidate: float | None = None,
 ) -> float | None:
     """Candidate samples by which the check is decided with 90 % probability, planned for a
     candidate as good as the stable (or, once its estimate is past the limit, as bad as that).
 
-    The plan: the counts so far stay as they are; the stable keeps its
-    current number of samples per candidate sample; future requests of both
+    The plan: the counts so far stay as they are; the stable gets
+    ``stable_per_candidate`` samples per future candidate sample (the recent
+    split; default: the split so far); future requests of both
     versions err at one rate q (vs stable: both versions' counts pooled, its
     uncertainty integrated over; one-sample checks: the candidate's own
     share). When the candidate's estimate is above the limit, the candidate's
@@ -261,7 +277,11 @@ def samples_needed(
     spread = 0.0 if leaning_fail else math.sqrt(q0 * (1.0 - q0) * phi / max(pooled_n, 1.0))
     rates = [(w, min(max(q0 + x * spread, 1e-9), 1.0 - 1e-9)) for x, w in _HERMITE]
     stable_rate = _clamped_share(bad_s, n_s) if compared else 0.0
-    per_candidate = n_s / max(n_c, 1.0) if compared else 0.0
+    per_candidate = 0.0
+    if compared:
+        per_candidate = (
+            n_s / max(n_c, 1.0) if stable_per_candidate is None else stable_per_candidate
+        )
 
     def decided(samples: float) -> float:
         """The chance the estimate is past either boundary at ``samples``."""
@@ -310,6 +330,28 @@ _HERMITE: Final = (
 
 def _normal_cdf(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+RECENT_STEPS: Final = 6
+"""The split of the last this many steps of the per-pod counts plans the future's."""
+
+
+def recent_split(candidate: Counts, stable: Counts | None) -> float | None:
+    """Stable samples per candidate sample over the last ``RECENT_STEPS`` steps of the sources.
+
+    The split since the start mixes in the time before the candidate served
+    (or smaller steps); the plan wants the split going on. None without sources.
+    """
+    if stable is None or not candidate.sources or not stable.sources:
+        return None
+    steps = len(candidate.sources[0].totals)
+    first = next(
+        (j for j in range(steps) if any(s.totals[j] > 0 for s in candidate.sources)), steps
+    )
+    begin = max(first, steps - RECENT_STEPS)
+    mine = sum(sum(s.totals[begin:]) for s in candidate.sources)
+    theirs = sum(sum(s.totals[begin:]) for s in stable.sources)
+    return theirs / mine if mine > 0 else None
 
 
 def _clamped_share(bad: float, total: float) -> float:
@@ -481,6 +523,7 @@ class SequentialJudge:
             budget.pass_alpha,
             spread.candidate,
             spread.stable,
+            recent_split(candidate, stable),
         )
         message = _wording(
             decision,
