@@ -166,3 +166,17 @@ def test_query_by_reads_a_range_vector_as_history() -> None:
     assert not twice.ok and "two series" in (twice.error or "")
     unlabelled = _by_label([{"metric": {}, "values": [[1, "1"]]}], "s")
     assert not unlabelled.ok
+
+
+def test_served_seconds_read_from_any_counter_match_the_per_pod_reading(
+    provider: PrometheusProvider,
+) -> None:
+    """Latency SLOs take the ETA's pace from the histogram's ``_count`` the same way."""
+    from slipway.analysis.judges.queries import selector
+    from slipway.analysis.typed import served_seconds_of
+
+    series = selector("model_requests_total", CANDIDATE)
+    served = served_seconds_of(provider, series, 120, step=2)
+    assert served is not None and served == read(provider, error_slo()).served_seconds
+    nobody = selector("model_requests_total", {"release": "nobody"})
+    assert served_seconds_of(provider, nobody, 120, step=2) is None
