@@ -516,6 +516,12 @@ class SequentialJudge:
         budget: SLOBudget,
         spread: Dispersion,
     ) -> Check:
+        """``q_c <= a*q_s + b`` on bad shares (see the module).
+
+        Assumes: requests independent within each pod and step block beyond the
+        over-dispersion ``spread`` measured from the per-pod counts (none given:
+        every request independent); both versions' rates steady apart from that.
+        """
         n_c = candidate.total
         if stable is None or stable.total <= 0:
             return _open("vs stable", slo.metric, n_c, "no stable samples to compare with")
@@ -582,6 +588,12 @@ class SequentialJudge:
         budget: SLOBudget,
         spread: Dispersion,
     ) -> Check:
+        """``q_c <= bound`` on the candidate's bad share alone (one-sample).
+
+        Assumes what the comparison does, for the candidate only: a burst on
+        every pod at once is not cancelled by a stable here, but it is measured
+        as over-dispersion over time when the counts show it.
+        """
         lower = slo.better == "lower"
         show = _identity if lower else _mirror
         n_c = candidate.total
@@ -652,6 +664,11 @@ class SequentialJudge:
         fail_alpha: float,
         pass_alpha: float,
     ) -> Check:
+        """The tail share above a bucket bound vs the stable's (see the module).
+
+        Assumes every request independent: no per-pod histograms are read, so
+        bursts of slow requests are not allowed for.
+        """
         assert slo.tolerance is not None
         cand, base = histograms.common(candidate, stable)
         n_c, n_s = histograms.total(cand), histograms.total(base)
@@ -762,7 +779,9 @@ class SequentialJudge:
     def _latency_ceiling(
         self, slo: LatencySLO, candidate: Histogram, fail_alpha: float, pass_alpha: float
     ) -> Check:
-        """``quantile <= max_seconds``: fail on a bound at or above it, pass on one at or below."""
+        """``quantile <= max_seconds``: fail on a bound at or above it, pass on one at or below.
+
+        Assumes every request independent (no per-pod histograms are read)."""
         assert slo.max_seconds is not None
         n_c = histograms.total(candidate)
         finite = candidate.bounds[:-1]
