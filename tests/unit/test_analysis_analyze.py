@@ -207,3 +207,24 @@ def test_query_result_flags(result: QueryResult, ok: bool, no_data: bool) -> Non
 
 def test_long_errors_are_cut_for_status() -> None:
     assert len(QueryResult.failed("x" * 5000).error or "") == 300
+
+
+def test_typed_slos_cost_per_pod_queries_only_with_the_sequential_judge() -> None:
+    errors = SLO.model_validate({"name": "e", "errorRate": {}, "threshold": {"max": 0.1}})
+    latency = SLO.model_validate(
+        {"name": "l", "latency": {"quantile": 0.95}, "threshold": {"max": 0.2}}
+    )
+    sequential, threshold = AnalysisSettings(), AnalysisSettings(judge="threshold")
+    assert (queries_for(errors, sequential), queries_for(errors, threshold)) == (8, 4)
+    assert (queries_for(latency, sequential), queries_for(latency, threshold)) == (3, 2)
+
+
+def test_eta_paces_from_first_service_and_waits_for_a_look() -> None:
+    from slipway.analysis.typed import eta_seconds
+
+    # 100 samples in 10 s served: pace half a Poisson sigma low, (100 - 5) / 10 = 9.5/s
+    assert eta_seconds(100, 195, 10.0) == pytest.approx(95 / 9.5, abs=0.1)
+    assert eta_seconds(100, 195, 10.0, look_seconds=30.0) == 30.0  # decided at the next look
+    assert eta_seconds(100, 1000, 10.0, look_seconds=30.0) == 120.0
+    assert eta_seconds(100, 100, 10.0) is None and eta_seconds(0, 100, 10.0) is None
+    assert eta_seconds(100, None, 10.0) is None and eta_seconds(100, 200, 0.0) is None

@@ -37,9 +37,12 @@ def _needs_samples(slo: SLO, settings: AnalysisSettings) -> bool:
 def queries_for(slo: SLO, settings: AnalysisSettings) -> int:
     """Queries one SLO costs per tick when the backend answers everything."""
     if slo.latency is not None:
-        return 2  # the candidate's and the stable's buckets
+        # the candidate's and the stable's buckets; the sequential judge, while undecided,
+        # also reads since when the candidate served (its ETA)
+        return 3 if make_judge(settings.judge).scope is Scope.SINCE_START else 2
     if slo.typed:
-        return 4  # events and total, for both releases
+        # events and total for both releases; the sequential judge also reads them per pod
+        return 8 if make_judge(settings.judge).scope is Scope.SINCE_START else 4
     return 1 + int(verdicts.is_relative(slo.threshold)) + int(_needs_samples(slo, settings))
 
 
@@ -96,6 +99,7 @@ def analyze(
                 variables_for_stable,
                 evidence,
                 budget,
+                parse_duration(settings.interval).total_seconds(),
             )
             if measured.unreachable:
                 down = QueryResult.failed(measured.result.reason, unreachable=True)
@@ -175,6 +179,7 @@ def _typed(
     stable: Mapping[str, str] | None,
     evidence: Evidence | None,
     budget: SLOBudget,
+    look_seconds: float = 0.0,
 ) -> Measured:
     """A typed SLO over the range its judge wants: the window, or since the start."""
     window = int(parse_duration(slo.window).total_seconds())
@@ -199,4 +204,5 @@ def _typed(
         seconds,
         elapsed,
         budget,
+        look_seconds,
     )
