@@ -11,6 +11,8 @@ from slipway.api import conditions as cond
 from slipway.api import constants as c
 from slipway.api.models import SLOResult
 from slipway.api.phases import Phase, Verdict
+from slipway.kube.children import build_service
+from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.core import (
     ApplyObject,
@@ -49,6 +51,10 @@ def result(verdict: Verdict, slo: str = "latency") -> SLOResult:
     )
 
 
+UNPINNED = {"fraud": service_fingerprint(build_service(md(), None))}
+"""The model's Service read back selecting every pod of the model."""
+
+
 def tick(
     status: dict[str, Any] | None = None,
     now: datetime = T0,
@@ -56,7 +62,10 @@ def tick(
     analysis: list[SLOResult] | None = None,
     annotations: dict[str, str] | None = None,
     model_deployment: Any = None,
+    services: dict[str, str] | None = None,
 ) -> Decision:
+    """One tick; the model's Service is read back as the model pass keeps it (every pod of
+    the model) unless ``services`` says otherwise."""
     rel = release(strategy="canary", status=status or {})
     if annotations:
         rel.metadata.annotations = annotations
@@ -70,6 +79,7 @@ def tick(
             else {"fraud-v1": deployment("fraud-v1", ready=4, replicas=4)},
             now=now,
             analysis=analysis,
+            services=UNPINNED if services is None else services,
         )
     )
 
@@ -288,6 +298,15 @@ def test_promotion_completes_when_candidate_available_and_old_stable_scales_down
     assert kinds.index(RecordStable) < kinds.index(ScaleDeployment)
     # Promotion never re-applies the candidate (its pod template is untouched).
     assert not any(isinstance(a, ApplyObject) for a in decision.actions)
+
+
+def test_the_old_stable_shrinks_only_once_the_service_read_back_reaches_the_new_one() -> None:
+    status, deps = at_step(3, 4, 2)
+    pinned = {"fraud": service_fingerprint(build_service(md(), "fraud-v1"))}
+    for services in (pinned, {}):  # still pinned to v1 (a blue-green's), or not read yet
+        decision = tick(status, T0 + timedelta(seconds=1), deps, services=services)
+        assert decision.status.phase == Phase.SUCCEEDED
+        assert not any(isinstance(a, ScaleDeployment) for a in decision.actions)
 
 
 def test_manual_promote_skips_remaining_steps() -> None:

@@ -59,11 +59,12 @@ class Mirror(Protocol):
 
 
 class Serve(Protocol):
-    """Every live request to ``release`` in one change, starting no pod."""
+    """Every live request to ``release`` in one change, starting no pod: the actions, and
+    whether the data plane has taken it (``reached``; ``note`` says why not yet). Until it
+    has, the route it replaces may still be live: nothing it sends requests to may shrink,
+    and status may not claim the change."""
 
-    def __call__(
-        self, situation: Situation, model: ModelDeployment, release: str
-    ) -> list[Action]: ...
+    def __call__(self, situation: Situation, model: ModelDeployment, release: str) -> Placement: ...
 
 
 class AtRest(Protocol):
