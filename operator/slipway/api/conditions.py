@@ -37,9 +37,6 @@ SWITCHED: Final = "Switched"
 SWITCHING: Final = "Switching"
 """Blue-green: the switch is written, its data plane has not taken it yet; the stable may
 still get every request and stays at full size."""
-ROUTE_NOT_TAKEN: Final = "RouteNotTaken"
-"""ModelDeployment: a rollback's route to its target is written, its data plane has not
-taken it yet; both releases stay at full size."""
 ROLLED_BACK_MANUALLY: Final = "RolledBackManually"
 SUPERSEDED_BY_ROLLBACK: Final = "SupersededByRollback"
 
