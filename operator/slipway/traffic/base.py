@@ -94,9 +94,11 @@ class RouterOps:
     capabilities: frozenset[Capability]
     place: Place
     switch: Serve
-    """Blue-green's switch (and the pin to the stable before it)."""
+    """Blue-green's switch (and the pin to the stable before it); ``reached`` once the data
+    plane took it (the Service read back, every Gateway accepted the route's generation)."""
     restore: Serve
-    """After a promotion or a rollback: ``release`` gets everything, no mirror."""
+    """After a promotion or a rollback (and ``slipway rollback --to``): ``release`` gets
+    everything, no mirror; what it replaces shrinks only once this is ``reached``."""
     at_rest: AtRest
     describe: Describe
     """The live route in words for status (None for routers without a route object)."""
