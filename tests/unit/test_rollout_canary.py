@@ -483,3 +483,53 @@ def test_manual_promote_starts_the_promotion_clock() -> None:
     decision = tick(status, now, deps, annotations={c.ANNOTATION_ACTION: "promote"})
     assert decision.status.step_started_at == now
     assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_a_canary_step_the_gateway_never_took_rolls_back_naming_the_generation() -> None:
+    from slipway.kube.children import build_release_service
+    from slipway.traffic import gatewayapi
+    from slipway.traffic.routes import RoutePlan, route_body
+
+    m = md(router="gatewayAPI", gatewayAPI={"parentRefs": [{"name": "web"}]}, progressDeadline="1m")
+    body = route_body(m, RoutePlan((("fraud-v1", 75), ("fraud-v2", 25))), gatewayapi.build)
+    body["metadata"]["generation"] = 4
+    body["status"] = {
+        "parents": [
+            {
+                "parentRef": {"name": "web"},
+                "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 3}],
+            }
+        ]
+    }
+    own = [build_release_service(m, r) for r in ("fraud-v1", "fraud-v2")]
+    rel = release(
+        strategy="canary",
+        status={
+            "phase": "Progressing",
+            "step": 1,
+            "startedAt": T0.isoformat(),
+            "stepStartedAt": T0.isoformat(),
+            "steps": [{"weight": 25, "pause": "1m"}],
+        },
+    )
+    deps = {
+        "fraud-v1": deployment("fraud-v1", ready=4, replicas=4),
+        "fraud-v2": deployment("fraud-v2", ready=1, replicas=1),
+    }
+    decision = decide(
+        Situation(
+            release=rel,
+            model=m,
+            siblings=(),
+            deployments=deps,
+            now=T0 + timedelta(minutes=2),
+            route=gatewayapi.observe(body),
+            services={b["metadata"]["name"]: service_fingerprint(b) for b in own},
+        )
+    )
+    assert decision.status.phase == Phase.ROLLED_BACK
+    assert (decision.status.message or "").startswith(
+        "rolled back: step 1/1 did not reach weight 25% within progressDeadline 1m:"
+        " HTTPRoute 'fraud' generation 4 has no status from its data plane yet"
+        " (Gateway web last answered generation 3)"
+    )
