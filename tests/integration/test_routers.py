@@ -133,16 +133,38 @@ def test_shadow_on_the_replicas_router_is_refused_at_once_with_the_reason(
     assert "fraud-fraud-v2" not in k.deployments()
 
 
-@contextmanager
-def gateway_answers(k: Cluster, accept: bool) -> Iterator[None]:
-    """Write what a Gateway controller would into the HTTPRoute's status, for each
-    generation, until the block ends."""
-    stop = threading.Event()
+class Gateway:
+    """Plays the Gateway controller for the model's HTTPRoute: for each new generation it
+    writes into the route's status what a Gateway would, as ``mode`` says at that moment:
+    ``accept``, ``refuse`` (Accepted=False NotAllowedByListeners), or ``silent`` (writes
+    nothing: the last answer stays, for an older generation, as when a controller stops
+    or hangs). ``answered`` maps each generation answered to how."""
 
-    def answer() -> None:
-        while not stop.wait(0.2):
-            body = route(k, GATEWAY)
-            if not body:
+    def __init__(self, k: Cluster, mode: str = "accept") -> None:
+        self.k = k
+        self.mode = mode
+        self.answered: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-gateway", daemon=True)
+
+    def __enter__(self) -> Gateway:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def accepted_generation(self) -> int | None:
+        """The latest generation this Gateway accepted."""
+        taken = [g for g, how in self.answered.items() if how == "accept"]
+        return max(taken) if taken else None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            mode = self.mode
+            body = route(self.k, GATEWAY)
+            if not body or mode == "silent":
                 continue
             generation = body["metadata"]["generation"]
             parents = (body.get("status") or {}).get("parents") or []
@@ -153,6 +175,7 @@ def gateway_answers(k: Cluster, accept: bool) -> Iterator[None]:
             )
             if done:
                 continue
+            accept = mode == "accept"
             status = "True" if accept else "False"
             reason = "Accepted" if accept else "NotAllowedByListeners"
             conditions = [
@@ -177,19 +200,20 @@ def gateway_answers(k: Cluster, accept: bool) -> Iterator[None]:
                 ]
             }
             try:
-                k.custom.replace_namespaced_custom_object_status(
-                    *GATEWAY[:2], k.ns, GATEWAY[2], "fraud", body
+                self.k.custom.replace_namespaced_custom_object_status(
+                    *GATEWAY[:2], self.k.ns, GATEWAY[2], "fraud", body
                 )
             except ApiException:
                 continue  # a newer generation: answer that one next time
+            self.answered[generation] = mode
 
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+
+@contextmanager
+def gateway_answers(k: Cluster, accept: bool) -> Iterator[Gateway]:
+    """Write what a Gateway controller would into the HTTPRoute's status, for each
+    generation, until the block ends."""
+    with Gateway(k, "accept" if accept else "refuse") as gateway:
+        yield gateway
 
 
 GATEWAY_SPEC = {"parentRefs": [{"name": "web", "sectionName": "http"}], "hostnames": ["fraud.test"]}
