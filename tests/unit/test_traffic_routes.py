@@ -415,6 +415,16 @@ def test_httproute_is_accepted_only_when_every_parent_took_the_current_generatio
     assert gatewayapi._accepted(with_status(gw_body(refs), 2, parents)) == (accepted, why)
 
 
+def test_a_gateway_named_by_two_parent_refs_must_accept_the_route_on_both() -> None:
+    m = md(gatewayAPI={"parentRefs": [{"name": "web", "sectionName": a} for a in ("http", "tls")]})
+    body = body_for(m, SPLIT)
+    assert gatewayapi._accepted(with_status(body, 2, [parent()])) == (
+        None,
+        "Gateway web has not answered",
+    )
+    assert gatewayapi._accepted(with_status(body, 2, [parent(), parent()])) == (True, "")
+
+
 def test_httproute_without_a_generation_takes_every_condition_as_current() -> None:
     body = copy.deepcopy(gw_body())
     body["status"] = {"parents": [parent(observed=1)]}

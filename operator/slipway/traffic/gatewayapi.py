@@ -11,6 +11,7 @@ a split the data plane has not taken.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -107,6 +108,7 @@ def _accepted(body: Mapping[str, Any]) -> tuple[bool | None, str]:
     parents = (body.get("status") or {}).get("parents") or []
     refs = (body.get("spec") or {}).get("parentRefs") or []
     said: dict[str, str] = {}
+    taken: Counter[str] = Counter()
     for parent in parents:
         name = str((parent.get("parentRef") or {}).get("name", "?"))
         conditions = {cond.get("type"): cond for cond in parent.get("conditions") or []}
@@ -128,17 +130,22 @@ def _accepted(body: Mapping[str, Any]) -> tuple[bool | None, str]:
                 return False, f"Gateway {name}: {kind}=False {reason}: {message}".strip()
         accepted = conditions.get("Accepted")
         if accepted is not None and accepted in fresh and accepted.get("status") == "True":
-            said[name] = ""
+            taken[name] += 1
         else:
             state = (
                 f"{accepted.get('status')} {accepted.get('reason', '')}" if accepted else "unset"
             )
             said[name] = f"Gateway {name}: Accepted={state.strip()}"
-    wanted = list(dict.fromkeys(str(ref.get("name", "?")) for ref in refs))
-    silent = [said.get(name, f"Gateway {name} has not answered") for name in wanted]
-    if wanted and not any(silent):
+    # Every parentRef needs its own answer (one Gateway may be named twice, per listener).
+    wanted = Counter(str(ref.get("name", "?")) for ref in refs)
+    silent = [
+        said.get(name, f"Gateway {name} has not answered")
+        for name, count in wanted.items()
+        if taken[name] < count
+    ]
+    if wanted and not silent:
         return True, ""
-    return None, "; ".join(text for text in silent if text)
+    return None, "; ".join(silent)
 
 
 OPS: Final = routes.make_ops(build, observe, KIND, reports=True)
