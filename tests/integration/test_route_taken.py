@@ -242,6 +242,9 @@ def test_rollback_to_v1_with_a_healthy_gateway_moves_the_route_before_v2_shrinks
     k = Cluster(api, namespace)
     with Gateway(k) as gateway:
         two_succeeded(k, gateway)
+        # Healthy but not instant: each generation is accepted 1.5 s after it is written,
+        # so a v2 scaled down before the route to v1 was accepted is seen, not raced past.
+        gateway.delay = 1.5
         slipway(kubeconfig, "rollback", "fraud", "--to", "fraud-v1", "-n", namespace)
         seen = Watch()
 
@@ -260,6 +263,7 @@ def test_rollback_to_v1_with_a_healthy_gateway_moves_the_route_before_v2_shrinks
         assert seen.problems == []
         moved = [r for r in seen.routes if r.weights == {"fraud-fraud-v1": 100}]
         assert moved and moved[-1].accepted
+        assert not moved[0].accepted  # written first, accepted later: the wait was real
         assert gateway.accepted_generation() == moved[-1].generation
         assert replicas(k, "fraud-v1") == 2
 

@@ -11,6 +11,7 @@ real Envoy.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,12 +139,15 @@ class Gateway:
     writes into the route's status what a Gateway would, as ``mode`` says at that moment:
     ``accept``, ``refuse`` (Accepted=False NotAllowedByListeners), or ``silent`` (writes
     nothing: the last answer stays, for an older generation, as when a controller stops
-    or hangs). ``answered`` maps each generation answered to how."""
+    or hangs); each generation is answered ``delay`` seconds after it was first seen (a
+    slow data plane). ``answered`` maps each generation answered to how."""
 
-    def __init__(self, k: Cluster, mode: str = "accept") -> None:
+    def __init__(self, k: Cluster, mode: str = "accept", delay: float = 0.0) -> None:
         self.k = k
         self.mode = mode
+        self.delay = delay
         self.answered: dict[int, str] = {}
+        self._seen: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="test-gateway", daemon=True)
 
@@ -167,6 +171,9 @@ class Gateway:
             if not body or mode == "silent":
                 continue
             generation = body["metadata"]["generation"]
+            seen = self._seen.setdefault(generation, time.monotonic())
+            if time.monotonic() - seen < self.delay:
+                continue
             parents = (body.get("status") or {}).get("parents") or []
             done = parents and all(
                 cond.get("observedGeneration") == generation
