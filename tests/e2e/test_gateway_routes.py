@@ -310,6 +310,13 @@ def test_blue_green_through_envoy_switches_and_switches_back_inside_the_window(
         }
         release_annotate(k, "fraud-v2", "promote")
         switch = until_only(load, "v2")
+        # Claimed only once Envoy Gateway accepted the switch's generation (its own status).
+        claimed = wait_for(
+            lambda: (s := k.release_status("fraud-v2")).get("switchedAt") and s,
+            timeout=30,
+            what="the switch claimed once Envoy Gateway accepted the route's generation",
+        )
+        assert "accepted" in (claimed.get("route") or ""), claimed.get("route")
         release_annotate(k, "fraud-v2", "abort")
         back = until_only(load, "v1")
         status = k.wait_phase("fraud-v2", "RolledBack", timeout=30)

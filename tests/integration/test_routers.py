@@ -11,6 +11,7 @@ real Envoy.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,18 +134,46 @@ def test_shadow_on_the_replicas_router_is_refused_at_once_with_the_reason(
     assert "fraud-fraud-v2" not in k.deployments()
 
 
-@contextmanager
-def gateway_answers(k: Cluster, accept: bool) -> Iterator[None]:
-    """Write what a Gateway controller would into the HTTPRoute's status, for each
-    generation, until the block ends."""
-    stop = threading.Event()
+class Gateway:
+    """Plays the Gateway controller for the model's HTTPRoute: for each new generation it
+    writes into the route's status what a Gateway would, as ``mode`` says at that moment:
+    ``accept``, ``refuse`` (Accepted=False NotAllowedByListeners), or ``silent`` (writes
+    nothing: the last answer stays, for an older generation, as when a controller stops
+    or hangs); each generation is answered ``delay`` seconds after it was first seen (a
+    slow data plane). ``answered`` maps each generation answered to how."""
 
-    def answer() -> None:
-        while not stop.wait(0.2):
-            body = route(k, GATEWAY)
-            if not body:
+    def __init__(self, k: Cluster, mode: str = "accept", delay: float = 0.0) -> None:
+        self.k = k
+        self.mode = mode
+        self.delay = delay
+        self.answered: dict[int, str] = {}
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-gateway", daemon=True)
+
+    def __enter__(self) -> Gateway:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def accepted_generation(self) -> int | None:
+        """The latest generation this Gateway accepted."""
+        taken = [g for g, how in self.answered.items() if how == "accept"]
+        return max(taken) if taken else None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            mode = self.mode
+            body = route(self.k, GATEWAY)
+            if not body or mode == "silent":
                 continue
             generation = body["metadata"]["generation"]
+            seen = self._seen.setdefault(generation, time.monotonic())
+            if time.monotonic() - seen < self.delay:
+                continue
             parents = (body.get("status") or {}).get("parents") or []
             done = parents and all(
                 cond.get("observedGeneration") == generation
@@ -153,6 +182,7 @@ def gateway_answers(k: Cluster, accept: bool) -> Iterator[None]:
             )
             if done:
                 continue
+            accept = mode == "accept"
             status = "True" if accept else "False"
             reason = "Accepted" if accept else "NotAllowedByListeners"
             conditions = [
@@ -177,19 +207,20 @@ def gateway_answers(k: Cluster, accept: bool) -> Iterator[None]:
                 ]
             }
             try:
-                k.custom.replace_namespaced_custom_object_status(
-                    *GATEWAY[:2], k.ns, GATEWAY[2], "fraud", body
+                self.k.custom.replace_namespaced_custom_object_status(
+                    *GATEWAY[:2], self.k.ns, GATEWAY[2], "fraud", body
                 )
             except ApiException:
                 continue  # a newer generation: answer that one next time
+            self.answered[generation] = mode
 
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+
+@contextmanager
+def gateway_answers(k: Cluster, accept: bool) -> Iterator[Gateway]:
+    """Write what a Gateway controller would into the HTTPRoute's status, for each
+    generation, until the block ends."""
+    with Gateway(k, "accept" if accept else "refuse") as gateway:
+        yield gateway
 
 
 GATEWAY_SPEC = {"parentRefs": [{"name": "web", "sectionName": "http"}], "hostnames": ["fraud.test"]}

@@ -11,6 +11,8 @@ from slipway.api import conditions as cond
 from slipway.api import constants as c
 from slipway.api.models import SLOResult
 from slipway.api.phases import Phase, Verdict
+from slipway.kube.children import build_service
+from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.core import (
     ApplyObject,
@@ -49,6 +51,10 @@ def result(verdict: Verdict, slo: str = "latency") -> SLOResult:
     )
 
 
+UNPINNED = {"fraud": service_fingerprint(build_service(md(), None))}
+"""The model's Service read back selecting every pod of the model."""
+
+
 def tick(
     status: dict[str, Any] | None = None,
     now: datetime = T0,
@@ -56,7 +62,10 @@ def tick(
     analysis: list[SLOResult] | None = None,
     annotations: dict[str, str] | None = None,
     model_deployment: Any = None,
+    services: dict[str, str] | None = None,
 ) -> Decision:
+    """One tick; the model's Service is read back as the model pass keeps it (every pod of
+    the model) unless ``services`` says otherwise."""
     rel = release(strategy="canary", status=status or {})
     if annotations:
         rel.metadata.annotations = annotations
@@ -70,6 +79,7 @@ def tick(
             else {"fraud-v1": deployment("fraud-v1", ready=4, replicas=4)},
             now=now,
             analysis=analysis,
+            services=UNPINNED if services is None else services,
         )
     )
 
@@ -290,6 +300,15 @@ def test_promotion_completes_when_candidate_available_and_old_stable_scales_down
     assert not any(isinstance(a, ApplyObject) for a in decision.actions)
 
 
+def test_the_old_stable_shrinks_only_once_the_service_read_back_reaches_the_new_one() -> None:
+    status, deps = at_step(3, 4, 2)
+    pinned = {"fraud": service_fingerprint(build_service(md(), "fraud-v1"))}
+    for services in (pinned, {}):  # still pinned to v1 (a blue-green's), or not read yet
+        decision = tick(status, T0 + timedelta(seconds=1), deps, services=services)
+        assert decision.status.phase == Phase.SUCCEEDED
+        assert not any(isinstance(a, ScaleDeployment) for a in decision.actions)
+
+
 def test_manual_promote_skips_remaining_steps() -> None:
     status, deps = at_step(1, 1, 3)
     decision = tick(
@@ -464,3 +483,53 @@ def test_manual_promote_starts_the_promotion_clock() -> None:
     decision = tick(status, now, deps, annotations={c.ANNOTATION_ACTION: "promote"})
     assert decision.status.step_started_at == now
     assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_a_canary_step_the_gateway_never_took_rolls_back_naming_the_generation() -> None:
+    from slipway.kube.children import build_release_service
+    from slipway.traffic import gatewayapi
+    from slipway.traffic.routes import RoutePlan, route_body
+
+    m = md(router="gatewayAPI", gatewayAPI={"parentRefs": [{"name": "web"}]}, progressDeadline="1m")
+    body = route_body(m, RoutePlan((("fraud-v1", 75), ("fraud-v2", 25))), gatewayapi.build)
+    body["metadata"]["generation"] = 4
+    body["status"] = {
+        "parents": [
+            {
+                "parentRef": {"name": "web"},
+                "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 3}],
+            }
+        ]
+    }
+    own = [build_release_service(m, r) for r in ("fraud-v1", "fraud-v2")]
+    rel = release(
+        strategy="canary",
+        status={
+            "phase": "Progressing",
+            "step": 1,
+            "startedAt": T0.isoformat(),
+            "stepStartedAt": T0.isoformat(),
+            "steps": [{"weight": 25, "pause": "1m"}],
+        },
+    )
+    deps = {
+        "fraud-v1": deployment("fraud-v1", ready=4, replicas=4),
+        "fraud-v2": deployment("fraud-v2", ready=1, replicas=1),
+    }
+    decision = decide(
+        Situation(
+            release=rel,
+            model=m,
+            siblings=(),
+            deployments=deps,
+            now=T0 + timedelta(minutes=2),
+            route=gatewayapi.observe(body),
+            services={b["metadata"]["name"]: service_fingerprint(b) for b in own},
+        )
+    )
+    assert decision.status.phase == Phase.ROLLED_BACK
+    assert (decision.status.message or "").startswith(
+        "rolled back: step 1/1 did not reach weight 25% within progressDeadline 1m:"
+        " HTTPRoute 'fraud' generation 4 has no status from its data plane yet"
+        " (Gateway web last answered generation 3)"
+    )

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 
 from slipway.api import conditions as cond
+from slipway.api.models import ModelDeployment
 from slipway.api.phases import Phase
+from slipway.kube.children import build_release_service, build_service
+from slipway.kube.fingerprint import service_fingerprint
 from slipway.rollout.core import (
     ApplyObject,
     DeleteDeployment,
@@ -23,12 +26,21 @@ from tests.unit.factories import T0, deployment, model, release, sibling
 
 
 def situation(**kwargs: object) -> Situation:
+    """The model's Service and the releases' own Services read back as the operator keeps
+    them (every pod of the model; each release's pods)."""
+    md = kwargs.get("model", model())
+    services: dict[str, str] = {}
+    if isinstance(md, ModelDeployment):
+        bodies = [build_service(md, None)]
+        bodies += [build_release_service(md, r) for r in ("fraud-v1", "fraud-v2")]
+        services = {b["metadata"]["name"]: service_fingerprint(b) for b in bodies}
     defaults: dict[str, object] = {
         "release": release(),
         "model": model(),
         "siblings": (),
         "deployments": {},
         "now": T0,
+        "services": services,
     }
     defaults.update(kwargs)
     return Situation(**defaults)  # type: ignore[arg-type]
@@ -360,3 +372,43 @@ def test_a_failed_direct_release_behind_a_route_gives_the_route_back_to_the_stab
     route = next(b for b in applied if b["kind"] == "VirtualService")
     hosts = [d["destination"]["host"] for d in route["spec"]["http"][0]["route"]]
     assert hosts == ["fraud-fraud-v1.ns.svc.cluster.local"]
+
+
+def test_a_direct_release_a_silent_gateway_never_took_fails_naming_the_generation() -> None:
+    from slipway.traffic import gatewayapi
+    from slipway.traffic.routes import RoutePlan, route_body
+
+    md = model(stable="fraud-v1", active="fraud-v2", **routed("gatewayAPI"))
+    body = route_body(md, RoutePlan((("fraud-v2", 100),)), gatewayapi.build)
+    body["metadata"]["generation"] = 7
+    body["status"] = {
+        "parents": [
+            {
+                "parentRef": {"name": "web"},
+                "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 6}],
+            }
+        ]
+    }
+    both = {"fraud-v1": deployment("fraud-v1", 2, 2), "fraud-v2": deployment("fraud-v2", 2, 2)}
+    rel = release(strategy="direct", status={"phase": "Progressing", "startedAt": T0.isoformat()})
+    waiting = decide(
+        situation(release=rel, model=md, deployments=both, route=gatewayapi.observe(body))
+    )
+    assert waiting.status.phase == Phase.PROGRESSING
+    assert "generation 7 has no status from its data plane yet" in (waiting.status.message or "")
+    assert not any(isinstance(a, (RecordStable, ScaleDeployment)) for a in waiting.actions)
+    late = situation(
+        release=rel,
+        model=md,
+        deployments=both,
+        route=gatewayapi.observe(body),
+        now=T0 + timedelta(minutes=11),
+    )
+    failed = decide(late)
+    assert failed.status.phase == Phase.FAILED
+    assert "not taken by its data plane within progressDeadline" in (failed.status.message or "")
+    assert "HTTPRoute 'fraud' generation 7" in (failed.status.message or "")
+    assert "Gateway web last answered generation 6" in (failed.status.message or "")
+    # The generation the Gateway last took may still send v2 requests: v2 keeps its pods
+    # (the model pass prunes it once the live route no longer names it), v1 is untouched.
+    assert not any(isinstance(a, (DeleteDeployment, ScaleDeployment)) for a in failed.actions)

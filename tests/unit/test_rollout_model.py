@@ -152,6 +152,18 @@ def test_at_rest_the_kept_previous_stable_goes_to_zero() -> None:
     assert decision.actions == [ScaleDeployment("fraud-fraud-v1", 0)]
 
 
+def test_the_kept_previous_stable_goes_to_zero_only_once_the_live_route_no_longer_names_it() -> (
+    None
+):
+    md = with_history(model(stable="fraud-v2", replicas=2), "fraud-v2", "fraud-v1")
+    deps = {"fraud-v2": deployment("fraud-v2", 2), "fraud-v1": deployment("fraud-v1", 2)}
+    done = {"fraud-v1": summary("fraud-v1", "Succeeded", -20)}
+    routed = decide_model(md, deps, done, T0, routed=frozenset({"fraud-v1", "fraud-v2"}))
+    assert routed.actions == [] and routed.prune == []
+    unrouted = decide_model(md, deps, done, T0, routed=frozenset({"fraud-v2"}))
+    assert unrouted.actions == [ScaleDeployment("fraud-fraud-v1", 0)]
+
+
 def test_nothing_is_resized_while_a_release_is_in_flight() -> None:
     md = model(stable="fraud-v1", replicas=4)
     deps = {

@@ -401,7 +401,8 @@ def test_a_mirror_written_but_unanswered_by_the_gateway_waits_for_its_status() -
     assert s.mirror_percent == 0  # a route nobody took carries nothing
     assert s.message == (
         "shadow: waiting for the mirror of 50% to 'fraud-v2' (now 0%):"
-        " HTTPRoute 'fraud' has no status from its data plane yet"
+        " HTTPRoute 'fraud' generation 3 has no status from its data plane yet"
+        " (Gateway web has not answered)"
     )
     assert d.actions == []  # the spec is right: nothing to write, only to wait
 
@@ -413,8 +414,9 @@ def test_a_mirror_the_gateway_refuses_says_why() -> None:
     d = tick(m, shadowing(reached=None), now=T0 + timedelta(seconds=5), **world)
     assert d.status.phase is Phase.PROGRESSING and d.status.weight_reached_at is None
     assert d.status.message == (
-        "shadow: waiting for the mirror of 50% to 'fraud-v2' (now 0%): HTTPRoute 'fraud' is"
-        " not accepted: Gateway web: Accepted=False NotAllowedByListeners: no listener for fraud"
+        "shadow: waiting for the mirror of 50% to 'fraud-v2' (now 0%): HTTPRoute 'fraud'"
+        " generation 3 is not accepted: Gateway web: Accepted=False NotAllowedByListeners:"
+        " no listener for fraud"
     )
     assert "NOT accepted" in (d.status.route or "")
 
@@ -740,7 +742,7 @@ def test_a_mirror_never_live_within_the_deadline_rolls_back_with_the_reason(rout
         s.message or ""
     )
     if router is Router.GATEWAY_API:
-        assert "(HTTPRoute 'fraud' is not accepted: Gateway web: Accepted=False" in (
+        assert "(HTTPRoute 'fraud' generation 3 is not accepted: Gateway web: Accepted=False" in (
             s.message or ""
         )
     assert all(r.mirror is None for r in routes(d))
@@ -1118,7 +1120,7 @@ def test_the_preview_starts_once_the_shadow_passed(router: Router) -> None:
     assert s.weight_reached_at is None and reason(s) == cond.STEP_PROGRESSING
     assert s.message == (
         "preview available; waiting for the mirror of live traffic: "
-        f"{route.kind} 'fraud' does not have the new weights yet"
+        f"{world['route'].named} does not have the new weights yet"
     )
 
     # The mirror live: its clock starts, nothing is written, it waits for the promote.
@@ -1183,10 +1185,21 @@ def test_a_preview_that_switches_at_once_writes_the_route_once_per_tick(router: 
     world = carried_out(m, world, nxt)
     now += timedelta(seconds=2)
     last = tick(m, status, now=now, strategy="blueGreen", **world)
-    assert (last.status.switched_at, last.status.weight_reached_at) == (now, now)
+    assert (last.status.step, last.status.switched_at, last.status.weight_reached_at) == (
+        2,
+        None,
+        None,
+    )  # written, not claimed before its data plane took it
     assert (last.status.mirror_percent, last.status.desired_mirror_percent) == (None, None)
     [route] = routes(last)
     assert route.backends == (("fraud-fraud-v2", 100),) and route.mirror is None
+    # Read back (and accepted by the Gateway): claimed now, nothing more written.
+    status = last.status.model_dump(by_alias=True, mode="json")
+    world = carried_out(m, world, last)
+    now += timedelta(seconds=1)
+    claimed = tick(m, status, now=now, strategy="blueGreen", **world)
+    assert (claimed.status.switched_at, claimed.status.weight_reached_at) == (now, now)
+    assert claimed.actions == []
 
 
 @pytest.mark.parametrize("router", ROUTERS)
@@ -1201,7 +1214,7 @@ def test_a_switch_in_the_tick_the_mirror_is_rewritten_writes_the_route_once(
     status, world = previewing(m, settled(body))
     now = T0 + timedelta(seconds=5)
     d = tick(m, status, now=now, strategy="blueGreen", annotations=PROMOTE, **world)
-    assert d.status.switched_at == now and d.status.step == 2
+    assert d.status.switched_at is None and d.status.step == 2
     [route] = routes(d)
     assert route.backends == (("fraud-fraud-v2", 100),) and route.mirror is None
     assert len(d.actions) == 1 and not touches_stable(d.actions)
@@ -1236,7 +1249,8 @@ def test_the_previews_analysis_clock_starts_only_once_the_mirror_is_live(router:
     done = tick(
         m, status, now=later, strategy="blueGreen", analysis=[result(Verdict.PASS)], **world
     )
-    assert done.status.switched_at == later
+    assert done.status.step == 2 and done.status.step_started_at == later
+    assert done.status.switched_at is None  # claimed once read back
     assert the_route(done).backends == (("fraud-fraud-v2", 100),)
 
 

@@ -6,7 +6,10 @@ HTTPRoute (what a data plane would do). Then the router is asked again:
 
 - the share (or mirrored share) read back is the share asked for;
 - asking again changes nothing (what a restarted operator does);
-- a switch sends every request to one release, and back;
+- a switch sends every request to one release, and back, and is claimed
+  (``reached``) only once read back from the cluster;
+- a switch the data plane has not taken (a silent Gateway) is never reached,
+  names the generation it waits for, and leaves the old stable routed;
 - cleaning up after a rollback leaves the stable serving 100 % with no mirror;
 - at rest, with no release in flight, nothing is written.
 """
@@ -21,6 +24,7 @@ import pytest
 
 from slipway.api.models import ModelDeployment
 from slipway.api.phases import Router
+from slipway.kube.children import build_service
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState, LiveRoute
 from slipway.rollout.core import (
@@ -46,17 +50,18 @@ SPEC: dict[Router, dict[str, Any]] = {
 MIRRORING = [r for r, ops in ROUTERS.items() if Capability.MIRROR in ops.capabilities]
 
 
-def accepted(body: dict[str, Any]) -> dict[str, Any]:
-    """What a Gateway writes back: every parent accepted this generation."""
+def accepted(body: dict[str, Any], generation: int = 1, answered: int = 1) -> dict[str, Any]:
+    """What a Gateway writes back: every parent accepted generation ``answered`` (the
+    current one, unless it went silent)."""
     live = copy.deepcopy(body)
-    live["metadata"]["generation"] = 1
+    live["metadata"]["generation"] = generation
     if live["kind"] == "HTTPRoute":
         live["status"] = {
             "parents": [
                 {
                     "parentRef": ref,
                     "conditions": [
-                        {"type": kind, "status": "True", "observedGeneration": 1}
+                        {"type": kind, "status": "True", "observedGeneration": answered}
                         for kind in ("Accepted", "ResolvedRefs")
                     ],
                 }
@@ -75,6 +80,10 @@ class Cluster:
     services: dict[str, str] = field(default_factory=dict)
     route: LiveRoute | None = None
     serving: str | None = None
+    silent: bool = False
+    """The Gateway stopped answering: new generations get no status."""
+    generation: int = 0
+    answered: int = 0
 
     def model(self) -> ModelDeployment:
         md = model(stable="fraud-v1", active="fraud-v2", replicas=10, **SPEC[self.router])
@@ -117,7 +126,9 @@ class Cluster:
         elif kind == "Service":
             self.services[body["metadata"]["name"]] = service_fingerprint(body)
         else:
-            live = accepted(body)
+            self.generation += 1
+            self.answered = self.answered if self.silent else self.generation
+            live = accepted(body, self.generation, self.answered)
             live["metadata"]["ownerReferences"] = body["metadata"]["ownerReferences"]
             self.route = ROUTE_KINDS[kind][3](live)
 
@@ -206,9 +217,59 @@ def test_a_switch_sends_every_request_to_one_release_and_back(router: Router) ->
     cluster.pods["fraud-v2"] = deployment("fraud-v2", ready=10, replicas=10)
     ops = ROUTERS[router]
     for target in ("fraud-v1", "fraud-v2", "fraud-v1"):
-        cluster.carry_out(ops.switch(cluster.situation(), cluster.model(), target))
+        written = ops.switch(cluster.situation(), cluster.model(), target)
+        assert written.actions and not written.reached  # not claimed before read back
+        cluster.carry_out(written.actions)
         assert cluster.share(target) == 100
-        assert ops.switch(cluster.situation(), cluster.model(), target) == []
+        again = ops.switch(cluster.situation(), cluster.model(), target)
+        assert again.actions == [] and again.reached and again.achieved == 100
+        assert again.note == ""
+        # Restoring the release that has everything is already done.
+        restored = ops.restore(cluster.situation(), cluster.model(), target)
+        assert restored.actions == [] and restored.reached
+
+
+def test_a_switch_a_silent_gateway_never_took_is_not_reached_and_names_the_generation() -> None:
+    cluster = fresh(Router.GATEWAY_API)
+    cluster.pods["fraud-v2"] = deployment("fraud-v2", ready=10, replicas=10)
+    ops = ROUTERS[Router.GATEWAY_API]
+    settle(cluster, lambda c: ops.switch(c.situation(), c.model(), "fraud-v1"))
+    cluster.silent = True
+    cluster.carry_out(ops.switch(cluster.situation(), cluster.model(), "fraud-v2").actions)
+    assert cluster.share("fraud-v2") == 100  # the spec says so ...
+    waiting = ops.switch(cluster.situation(), cluster.model(), "fraud-v2")
+    assert waiting.actions == [] and not waiting.reached  # ... the Gateway did not take it
+    assert waiting.note == (
+        "HTTPRoute 'fraud' generation 2 has no status from its data plane yet"
+        " (Gateway web last answered generation 1)"
+    )
+    # The generation it answered sent everything to v1: v1 is still routed.
+    md = cluster.model()
+    assert "fraud-v1" in ops.routed(md, cluster.route, ["fraud-v1", "fraud-v2"])
+    # Once it answers, the switch is live and v1 is no longer routed.
+    cluster.silent = False
+    cluster.carry_out(ops.switch(cluster.situation(), md, "fraud-v1").actions)
+    cluster.carry_out(ops.switch(cluster.situation(), md, "fraud-v2").actions)
+    live = ops.switch(cluster.situation(), md, "fraud-v2")
+    assert live.reached
+    assert ops.routed(md, cluster.route, ["fraud-v1", "fraud-v2"]) == {"fraud-v2"}
+
+
+@pytest.mark.parametrize("router", list(ROUTERS))
+def test_a_switch_changed_behind_slipways_back_is_not_reached(router: Router) -> None:
+    cluster = fresh(router)
+    cluster.pods["fraud-v2"] = deployment("fraud-v2", ready=10, replicas=10)
+    ops = ROUTERS[router]
+    settle(cluster, lambda c: ops.switch(c.situation(), c.model(), "fraud-v2"))
+    # Someone points it back at v1 (a Service or a route edited by hand).
+    md = cluster.model()
+    if router is Router.REPLICAS:
+        cluster.carry_out([ApplyObject(build_service(md, "fraud-v1"))])
+    else:
+        cluster.carry_out(ops.switch(cluster.situation(), md, "fraud-v1").actions)
+        cluster.serving = "fraud-v2"
+    undone = ops.switch(cluster.situation(), cluster.model(), "fraud-v2")
+    assert not undone.reached and undone.note
 
 
 @pytest.mark.parametrize("router", MIRRORING)

@@ -367,9 +367,10 @@ def gw_body(refs: int = 1) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("refs", "parents", "accepted", "why"),
     [
-        (1, None, None, ""),  # no status at all yet
-        (1, [], None, ""),
-        (1, [parent(observed=1)], None, ""),  # the Gateway judged an older generation
+        (1, None, None, "Gateway web has not answered"),  # no status at all yet
+        (1, [], None, "Gateway web has not answered"),
+        # The Gateway judged an older generation: silent on this one.
+        (1, [parent(observed=1)], None, "Gateway web last answered generation 1"),
         (1, [parent(observed=None)], True, ""),  # no observedGeneration: taken as current
         (1, [parent()], True, ""),
         (1, [parent(observed=3)], True, ""),
@@ -380,11 +381,22 @@ def gw_body(refs: int = 1) -> dict[str, Any]:
             "Gateway web: Accepted=False NotAllowedByListeners: no listener",
         ),
         (1, [parent(resolved="False")], False, "Gateway web: ResolvedRefs=False BackendNotFound:"),
-        (1, [parent(accepted="False", observed=1)], None, ""),  # a stale refusal is no answer
-        (1, [parent(accepted="Unknown", reason="Pending")], None, ""),
+        # A stale refusal is no answer.
+        (1, [parent(accepted="False", observed=1)], None, "Gateway web last answered generation 1"),
+        (
+            1,
+            [parent(accepted="Unknown", reason="Pending")],
+            None,
+            "Gateway web: Accepted=Unknown Pending",
+        ),
         (1, [parent(resolved=None)], True, ""),
-        (2, [parent("web")], None, ""),  # one of two Gateways answered
-        (2, [parent("web"), parent("edge", accepted="Unknown")], None, ""),
+        (2, [parent("web")], None, "Gateway edge has not answered"),  # one of two answered
+        (
+            2,
+            [parent("web", observed=1), parent("edge", accepted="Unknown")],
+            None,
+            "Gateway web last answered generation 1; Gateway edge: Accepted=Unknown Accepted",
+        ),
         (2, [parent("web"), parent("edge")], True, ""),
         (
             2,
@@ -401,6 +413,16 @@ def test_httproute_is_accepted_only_when_every_parent_took_the_current_generatio
     assert route.accepted is accepted
     assert route.why == why
     assert gatewayapi._accepted(with_status(gw_body(refs), 2, parents)) == (accepted, why)
+
+
+def test_a_gateway_named_by_two_parent_refs_must_accept_the_route_on_both() -> None:
+    m = md(gatewayAPI={"parentRefs": [{"name": "web", "sectionName": a} for a in ("http", "tls")]})
+    body = body_for(m, SPLIT)
+    assert gatewayapi._accepted(with_status(body, 2, [parent()])) == (
+        None,
+        "Gateway web has not answered",
+    )
+    assert gatewayapi._accepted(with_status(body, 2, [parent(), parent()])) == (True, "")
 
 
 def test_httproute_without_a_generation_takes_every_condition_as_current() -> None:
@@ -608,13 +630,21 @@ def test_waiting_says_what_the_route_still_lacks() -> None:
     m = md()
     route = accepted_route(m, SPLIT)
     assert waiting(None, m, planned=False) == "the 'fraud' route does not exist yet"
-    assert waiting(route, m, planned=False) == "HTTPRoute 'fraud' does not have the new weights yet"
-    assert waiting(replace(route, accepted=None), m, planned=True) == (
-        "HTTPRoute 'fraud' has no status from its data plane yet"
+    assert waiting(route, m, planned=False) == (
+        "HTTPRoute 'fraud' generation 2 does not have the new weights yet"
+    )
+    silent = replace(route, accepted=None, why="Gateway web last answered generation 1")
+    assert waiting(silent, m, planned=True) == (
+        "HTTPRoute 'fraud' generation 2 has no status from its data plane yet"
+        " (Gateway web last answered generation 1)"
     )
     refused = replace(route, accepted=False, why="Gateway web: Accepted=False X: y")
     assert waiting(refused, m, planned=True) == (
-        "HTTPRoute 'fraud' is not accepted: Gateway web: Accepted=False X: y"
+        "HTTPRoute 'fraud' generation 2 is not accepted: Gateway web: Accepted=False X: y"
+    )
+    # istio: no generation-aware status, the route's name alone
+    assert waiting(replace(route, generation=None), m, planned=False) == (
+        "HTTPRoute 'fraud' does not have the new weights yet"
     )
 
 
@@ -711,7 +741,7 @@ def test_an_unanswered_httproute_carries_nothing_yet() -> None:
     placement = ROUTERS[Router.GATEWAY_API].place(situation(m, route, deps), m, 25)
     assert placement.achieved == 0 and not placement.reached
     assert placement.actions == []  # the spec is right: nothing to write, only to wait
-    assert placement.note == "HTTPRoute 'fraud' has no status from its data plane yet"
+    assert placement.note == "HTTPRoute 'fraud' generation 2 has no status from its data plane yet"
     # istio reports nothing: a route not refused carries its weights
     mi = md(Router.ISTIO, replicas=4)
     placed = ROUTERS[Router.ISTIO].place(situation(mi, accepted_route(mi, SPLIT), deps), mi, 25)

@@ -34,6 +34,9 @@ STEP_PROGRESSING: Final = "StepProgressing"
 PROMOTING: Final = "Promoting"
 SWITCHED: Final = "Switched"
 """Blue-green: every request goes to the candidate; the old stable waits at full size."""
+SWITCHING: Final = "Switching"
+"""Blue-green: the switch is written, its data plane has not taken it yet; the stable may
+still get every request and stays at full size."""
 ROLLED_BACK_MANUALLY: Final = "RolledBackManually"
 SUPERSEDED_BY_ROLLBACK: Final = "SupersededByRollback"
 

@@ -532,7 +532,11 @@ class ModelDeploymentStatus(ApiModel):
         " unset: every ready pod of the model.",
     )
     ready: str | None = Field(default=None, description="Ready pods of the stable, e.g. 2/2.")
-    message: str | None = Field(default=None, description="Why the spec is invalid, if it is.")
+    message: str | None = Field(
+        default=None,
+        description="Why the spec is invalid, if it is; else what a rollback in progress"
+        " waits for.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     history: list[ReleaseRecord] = Field(default_factory=list)
     handled_rollback: str | None = Field(

@@ -456,7 +456,13 @@ def reconcile_model(run: Pass) -> datetime | None:
     releases = set(deployments) | {s.release for s in run.snap.services if s.release}
     routed = ROUTERS[model.spec.router].routed(model, run.route, releases)
     decision = decide_model(
-        model, deployments, {r.summary.name: r.summary for r in run.snap.releases}, now(), routed
+        model,
+        deployments,
+        {r.summary.name: r.summary for r in run.snap.releases},
+        now(),
+        routed,
+        run.route,
+        run.services,
     )
     # Behind a route, the model's own Service reaches the stable only: the route is
     # where live traffic is split, and a caller of the Service never meets a candidate.
@@ -464,7 +470,11 @@ def reconcile_model(run: Pass) -> datetime | None:
     problem = _ensure_service(
         run, model, model.status.stable_release if behind_route else decision.status.serving
     )
-    rest = ROUTERS[model.spec.router].at_rest(model, run.route, run.services)
+    rest: list[Action] = []
+    if decision.rollback_message is None:
+        # While a rollback runs, the route is its to move (to the target, before the stable
+        # changes): the at-rest route to the stable would undo it.
+        rest = ROUTERS[model.spec.router].at_rest(model, run.route, run.services)
     if decision.actions or rest:
         carry_out(run, [*rest, *decision.actions])
     key = ("rollback", run.snap.namespace, run.snap.name)
@@ -482,7 +492,7 @@ def reconcile_model(run: Pass) -> datetime | None:
             )
     _prune_services(run, model, routed)
     status = decision.status
-    status.message = problem
+    status.message = problem or decision.rollback_message  # what a rollback waits for
     new = dump_status(status)
     # Against the status this decision was made from: what carry_out wrote meanwhile (a
     # rollback's record) is not the decision's to undo; the write is still conditional.

@@ -122,8 +122,9 @@ class LiveRoute:
     """A route object Slipway owns (HTTPRoute, VirtualService), as it is live.
 
     Backends are named by Service; the router maps them back to releases.
-    ``accepted`` is what the data plane says of it: None when nothing reports
-    (Istio writes no status by default), False with ``why`` when refused.
+    ``accepted`` is what the data plane says of its current ``generation``: None
+    when nothing reports (Istio writes no status by default) or not yet, False
+    with ``why`` when refused.
     """
 
     kind: str
@@ -137,6 +138,15 @@ class LiveRoute:
     owner_uid: str | None
     accepted: bool | None = None
     why: str = ""
+    """Why it is refused, or which parent has not answered its generation yet."""
+    generation: int | None = None
+    """The spec's generation (``metadata.generation``) the data plane answers for."""
+
+    @property
+    def named(self) -> str:
+        """The route and its generation in words, e.g. "HTTPRoute 'fraud' generation 5"."""
+        suffix = f" generation {self.generation}" if self.generation is not None else ""
+        return f"{self.kind} {self.name!r}{suffix}"
 
     def share(self, service: str) -> int:
         """``service``'s share of live requests in percent (weights are proportional)."""

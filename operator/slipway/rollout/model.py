@@ -14,7 +14,7 @@ from datetime import datetime
 from slipway.api import conditions as cond
 from slipway.api.models import ModelDeployment, ModelDeploymentStatus
 from slipway.api.phases import Phase
-from slipway.kube.observe import DeploymentState, ReleaseSummary
+from slipway.kube.observe import DeploymentState, LiveRoute, ReleaseSummary
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import Action, ScaleDeployment
 from slipway.rollout.rollback import pending_request, plan_rollback
@@ -38,9 +38,12 @@ def decide_model(
     releases: Mapping[str, ReleaseSummary],
     now: datetime,
     routed: frozenset[str] = frozenset(),
+    route: LiveRoute | None = None,
+    services: Mapping[str, str] | None = None,
 ) -> ModelDecision:
     """Status of a ModelDeployment and the orphans to prune, from observed state;
-    ``routed``: releases the live route may still send requests to (never pruned)."""
+    ``routed``: releases the live route may still send requests to (never pruned, nor
+    scaled down); ``route`` and ``services``: the route object and Services as live."""
     status = model.status.model_copy(deep=True)
     status.observed_generation = model.metadata.generation
     generation = model.metadata.generation
@@ -87,10 +90,12 @@ def decide_model(
         return ModelDecision(
             status,
             prune_orphans(status, deployments, releases, routed),
-            at_rest(model, status, deployments, releases),
+            at_rest(model, status, deployments, releases, routed),
         )
     status.serving = None  # a rollback moves traffic by ready pods, as a canary does
-    plan = plan_rollback(model.model_copy(update={"status": status}), request, deployments, now)
+    plan = plan_rollback(
+        model.model_copy(update={"status": status}), request, deployments, now, route, services
+    )
     if plan.refused or (plan.done and not plan.actions):
         status.handled_rollback = request.raw
     # While a rollback runs nothing is pruned: its target may be an old release.
@@ -102,8 +107,10 @@ def at_rest(
     status: ModelDeploymentStatus,
     deployments: Mapping[str, DeploymentState],
     releases: Mapping[str, ReleaseSummary],
+    routed: frozenset[str] = frozenset(),
 ) -> list[Action]:
-    """With no release in flight: the stable at full size, the kept previous stable at zero.
+    """With no release in flight: the stable at full size, the kept previous stable at zero
+    (once the live route no longer may send it requests: ``routed``).
 
     This is what makes every way out of a rollout safe, even one cut short by a
     crash or a deletion: whatever a release left shrunk or scaled up is put back.
@@ -124,7 +131,7 @@ def at_rest(
         actions.append(ScaleDeployment(stable.name, model.spec.replicas))
     previous = status.history[1].release if len(status.history) > 1 else None
     kept = deployments.get(previous) if previous else None
-    if kept is not None and kept.replicas != 0:
+    if kept is not None and kept.replicas != 0 and previous not in routed:
         actions.append(ScaleDeployment(kept.name, 0))
     return actions
 

@@ -18,6 +18,7 @@ from slipway.api.models import (
     ReleaseRecord,
 )
 from slipway.api.phases import Phase, Strategy
+from slipway.kube.children import deployment_name
 from slipway.kube.observe import DeploymentState
 from slipway.rollout.conditions import set_condition
 from slipway.rollout.core import (
@@ -64,10 +65,13 @@ def mark_succeeded(
             )
         )
         # Live traffic moves to the new stable (a pinned Service, a route) before the
-        # old one shrinks.
-        actions += ROUTERS[model.spec.router].restore(situation, model, name)
+        # old one shrinks, and it shrinks only once the data plane has taken that: until
+        # then the route it replaces may still send it requests (the model pass scales it
+        # down once the live route no longer names it).
+        restored = ROUTERS[model.spec.router].restore(situation, model, name)
+        actions += restored.actions
         previous = stable_deployment(situation, model)
-        if previous is not None and previous.replicas != 0:
+        if previous is not None and previous.replicas != 0 and restored.reached:
             # Kept at zero (not deleted) so a rollback to it is a scale-up.
             actions.append(ScaleDeployment(previous.name, 0))
     elif model.status.active_release == name:
@@ -103,12 +107,18 @@ def fail(
     actions: list[Action],
     deadline_seconds: float,
     own: DeploymentState | None,
+    why: str | None = None,
 ) -> Decision:
-    """Give up on a release whose pods never became available; the stable is untouched."""
+    """Give up on a release whose pods never became available (or, ``why``, whose route
+    the data plane never took); the stable is untouched."""
     release, now = situation.release, situation.now
     ready = f"{own.available_replicas}/{own.replicas}" if own else "0"
     stable = model.status.stable_release
+    router = ROUTERS[model.spec.router]
+    restored = router.restore(situation, model, stable) if stable is not None else None
     keeps = f"; stable {stable!r} keeps serving" if stable else ""
+    if restored is not None and not restored.reached and restored.actions and _served(situation):
+        keeps = f"; every request goes back to stable {stable!r} once its data plane takes it"
     status.phase = Phase.FAILED
     status.weight, status.desired_weight = 0, 0
     status.completed_at = now
@@ -116,6 +126,8 @@ def fail(
         f"pods not available within progressDeadline {model.spec.progress_deadline}"
         f" ({ready} available after {int(deadline_seconds)}s){keeps}"
     )
+    if why is not None:
+        status.message = f"{why}{keeps}"
     status.conditions = set_condition(
         status.conditions,
         cond.READY,
@@ -126,9 +138,11 @@ def fail(
         release.metadata.generation,
     )
     kept: list[Action] = [a for a in actions if not isinstance(a, (ApplyObject, SetActive))]
-    if stable is not None:  # every request back to the stable (a route may have moved)
-        kept += ROUTERS[model.spec.router].restore(situation, model, stable)
-    if own is not None:
+    if restored is not None:  # every request back to the stable (a route may have moved)
+        kept += restored.actions
+    # Behind a route the candidate keeps its pods until the live route no longer names it
+    # (the model's pass prunes it then), as after a rollback.
+    if own is not None and router.route_kind is None:
         kept.append(DeleteDeployment(own.name, "progress deadline exceeded"))
     if model.status.active_release in (None, release.metadata.name):
         kept.append(SetActive(None))
@@ -154,8 +168,10 @@ def roll_back(
     ]
     # Every request back to the stable first (one selector or route change to pods that
     # never stopped; no mirror), then drain the candidate.
+    restored = None
     if model.status.stable_release is not None:
-        kept += ROUTERS[model.spec.router].restore(situation, model, model.status.stable_release)
+        restored = ROUTERS[model.spec.router].restore(situation, model, model.status.stable_release)
+        kept += restored.actions
     # Behind a route the candidate keeps its pods until the data plane has the route
     # without it (the model's pass prunes it then); drained now, requests Envoy still
     # sends it in the meantime would fail.
@@ -176,6 +192,12 @@ def roll_back(
         if model.status.stable_release
         else ""
     )
+    if restored is not None and not restored.reached and restored.actions and _served(situation):
+        # Not claimed before the data plane has taken it.
+        keeps = (
+            f"; every request goes back to stable {model.status.stable_release!r}, at full"
+            " size, once its data plane takes the change"
+        )
     status.message = f"rolled back: {why}{keeps}"
     status.conditions = set_condition(
         status.conditions,
@@ -187,6 +209,17 @@ def roll_back(
         situation.release.metadata.generation,
     )
     return Decision(status, kept)
+
+
+def _served(situation: Situation) -> bool:
+    """The live route (or the Service pinned to it) may send the release live requests,
+    not only copies: its share moves back only once the data plane takes the change."""
+    model, name = situation.model, situation.release.metadata.name
+    if model is None:
+        return False
+    route = situation.route
+    own = deployment_name(model.metadata.name, name)
+    return model.status.serving == name or (route is not None and route.share(own) > 0)
 
 
 def aborted(

@@ -2,8 +2,11 @@
 
 The target was already proven live, so there is nothing to analyse: its
 Deployment (kept at zero after it was replaced, or rebuilt from the history
-record) is scaled to full size, and once available it becomes the stable
-again, recorded in the history. A release in flight is rolled back first.
+record) is scaled to full size; once available, every live request moves to
+it (the route, or the Service), and once the data plane has taken that it
+becomes the stable again, recorded in the history, and only then does the old
+stable go to zero. Until then both run at full size and the ModelDeployment
+says why. A release in flight is rolled back first.
 
 The request is the annotation ``slipway.dev/rollback-to: <release>@<id>`` on
 the ModelDeployment (``slipway rollback`` writes it); ``<id>`` makes each
@@ -27,8 +30,9 @@ from slipway.api.models import (
     ReleaseRecord,
 )
 from slipway.kube.children import build_deployment
-from slipway.kube.observe import DeploymentState
-from slipway.rollout.core import Action, ApplyObject, RecordStable, ScaleDeployment
+from slipway.kube.observe import DeploymentState, LiveRoute
+from slipway.rollout.core import Action, ApplyObject, RecordStable, ScaleDeployment, Situation
+from slipway.traffic import ROUTERS
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class RollbackPlan:
     message: str = ""
     done: bool = False
     refused: bool = False
+    waiting_for_route: bool = False
+    """The target is up; every request moves to it once the data plane takes the change."""
 
 
 def pending_request(model: ModelDeployment) -> RollbackRequest | None:
@@ -72,8 +78,11 @@ def plan_rollback(
     request: RollbackRequest,
     deployments: Mapping[str, DeploymentState],
     now: datetime,
+    route: LiveRoute | None = None,
+    services: Mapping[str, str] | None = None,
 ) -> RollbackPlan:
-    """The next move of a rollback (level-based: call it every tick until done)."""
+    """The next move of a rollback (level-based: call it every tick until done); ``route``
+    and ``services``: the model's route object and Services as they are live."""
     status, total = model.status, model.spec.replicas
     history = {record.release: record for record in status.history}
     target = request.target
@@ -112,6 +121,27 @@ def plan_rollback(
             message=f"rollback to {target!r}: {own.available_replicas}/{total} pods available"
         )
 
+    # Every live request to the target first, and only once its data plane took that is
+    # the target recorded as the stable and the old one scaled down: until then the route
+    # it replaces may still send the old one everything, so both stay at full size.
+    stand_in = Situation(
+        release=release_from_record(model, record),
+        model=model,
+        siblings=(),
+        deployments=deployments,
+        now=now,
+        route=route,
+        services=services or {},
+    )
+    moved = ROUTERS[model.spec.router].restore(stand_in, model, target)
+    if not moved.reached:
+        kept = f"{status.stable_release!r} and {target!r} both stay at full size until it does"
+        return RollbackPlan(
+            moved.actions,
+            f"rollback to {target!r}: every request moves to it once its data plane takes the"
+            f" change ({moved.note or 'not live yet'}); {kept}",
+            waiting_for_route=True,
+        )
     previous = deployments.get(status.stable_release) if status.stable_release else None
     entry = record.model_copy(
         update={"promoted_at": now, "note": f"rollback from {status.stable_release}"}

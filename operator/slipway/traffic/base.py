@@ -59,11 +59,12 @@ class Mirror(Protocol):
 
 
 class Serve(Protocol):
-    """Every live request to ``release`` in one change, starting no pod."""
+    """Every live request to ``release`` in one change, starting no pod: the actions, and
+    whether the data plane has taken it (``reached``; ``note`` says why not yet). Until it
+    has, the route it replaces may still be live: nothing it sends requests to may shrink,
+    and status may not claim the change."""
 
-    def __call__(
-        self, situation: Situation, model: ModelDeployment, release: str
-    ) -> list[Action]: ...
+    def __call__(self, situation: Situation, model: ModelDeployment, release: str) -> Placement: ...
 
 
 class AtRest(Protocol):
@@ -93,9 +94,11 @@ class RouterOps:
     capabilities: frozenset[Capability]
     place: Place
     switch: Serve
-    """Blue-green's switch (and the pin to the stable before it)."""
+    """Blue-green's switch (and the pin to the stable before it); ``reached`` once the data
+    plane took it (the Service read back, every Gateway accepted the route's generation)."""
     restore: Serve
-    """After a promotion or a rollback: ``release`` gets everything, no mirror."""
+    """After a promotion or a rollback (and ``slipway rollback --to``): ``release`` gets
+    everything, no mirror; what it replaces shrinks only once this is ``reached``."""
     at_rest: AtRest
     describe: Describe
     """The live route in words for status (None for routers without a route object)."""

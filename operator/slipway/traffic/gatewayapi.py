@@ -11,6 +11,7 @@ a split the data plane has not taken.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -95,18 +96,21 @@ def observe(body: Mapping[str, Any]) -> LiveRoute:
         owner_uid=controller_uid(meta),
         accepted=accepted,
         why=why,
+        generation=meta.get("generation"),
     )
 
 
 def _accepted(body: Mapping[str, Any]) -> tuple[bool | None, str]:
     """True when every parent accepted the current generation with its references
-    resolved; False (and why) when one refused it; None while none has answered yet."""
+    resolved; False (and why) when one refused it; None (and what each parent that has
+    not accepted it last said) while one has not answered for this generation yet."""
     generation = (body.get("metadata") or {}).get("generation")
     parents = (body.get("status") or {}).get("parents") or []
-    wanted = len((body.get("spec") or {}).get("parentRefs") or [])
-    current = 0
+    refs = (body.get("spec") or {}).get("parentRefs") or []
+    said: dict[str, str] = {}
+    taken: Counter[str] = Counter()
     for parent in parents:
-        name = (parent.get("parentRef") or {}).get("name", "?")
+        name = str((parent.get("parentRef") or {}).get("name", "?"))
         conditions = {cond.get("type"): cond for cond in parent.get("conditions") or []}
         fresh = [
             cond
@@ -114,6 +118,10 @@ def _accepted(body: Mapping[str, Any]) -> tuple[bool | None, str]:
             if generation is None or cond.get("observedGeneration", generation) >= generation
         ]
         if not fresh:
+            seen = [cond.get("observedGeneration") for cond in conditions.values()]
+            last = max((g for g in seen if isinstance(g, int)), default=None)
+            if last is not None:
+                said.setdefault(name, f"Gateway {name} last answered generation {last}")
             continue
         for kind in ("Accepted", "ResolvedRefs"):
             cond = conditions.get(kind)
@@ -122,8 +130,22 @@ def _accepted(body: Mapping[str, Any]) -> tuple[bool | None, str]:
                 return False, f"Gateway {name}: {kind}=False {reason}: {message}".strip()
         accepted = conditions.get("Accepted")
         if accepted is not None and accepted in fresh and accepted.get("status") == "True":
-            current += 1
-    return (True, "") if wanted and current >= wanted else (None, "")
+            taken[name] += 1
+        else:
+            state = (
+                f"{accepted.get('status')} {accepted.get('reason', '')}" if accepted else "unset"
+            )
+            said[name] = f"Gateway {name}: Accepted={state.strip()}"
+    # Every parentRef needs its own answer (one Gateway may be named twice, per listener).
+    wanted = Counter(str(ref.get("name", "?")) for ref in refs)
+    silent = [
+        said.get(name, f"Gateway {name} has not answered")
+        for name, count in wanted.items()
+        if taken[name] < count
+    ]
+    if wanted and not silent:
+        return True, ""
+    return None, "; ".join(silent)
 
 
 OPS: Final = routes.make_ops(build, observe, KIND, reports=True)

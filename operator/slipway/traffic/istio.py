@@ -6,7 +6,8 @@ Destinations are per-release Services rather than DestinationRule subsets:
 the same Services the gatewayAPI router weighs, no second object per model to
 keep in step, and no version label on pods (a pod-template label change
 would restart them). Istio writes no status to a VirtualService by default,
-so what is live is its spec as read back.
+so what is live is its spec as read back: a change counts as taken once the
+API server returns it (a switch is claimed on the pass that reads it back).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def observe(body: Mapping[str, Any]) -> LiveRoute:
         mirror=mirror,
         fingerprint=(meta.get("annotations") or {}).get(FINGERPRINT),
         owner_uid=controller_uid(meta),
+        generation=meta.get("generation"),
     )
 
 

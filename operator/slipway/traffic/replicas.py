@@ -5,7 +5,10 @@ candidate's share is its share of the ready pods: for weight w of N replicas
 it gets round(N*w/100) and the stable the rest (at least one until
 promotion, so a rollback never starts the stable cold). It works on any
 cluster; it cannot mirror requests. Blue-green pins the same Service to one
-release (``status.serving``): the switch is one change of its selector.
+release (``status.serving``): the switch is one change of its selector. The
+Service is the data plane's word here: a switch is claimed once the Service
+as read back selects the release (the endpoint controller follows it), and
+the actions apply it before any scale-down in the same list.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Final
 
 from slipway.api.models import ModelDeployment
 from slipway.kube.children import build_deployment, build_service
+from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState, LiveRoute
 from slipway.rollout.core import (
     Action,
@@ -76,20 +80,41 @@ def achieved_weight(own: DeploymentState | None, stable: DeploymentState | None)
     return round(100 * mine / total) if total else 0
 
 
-def switch(situation: Situation, model: ModelDeployment, release: str) -> list[Action]:
-    """Pin the model's Service to ``release``: one change of its selector."""
-    if model.status.serving == release:
-        return []
-    return [SetServing(release), ApplyObject(build_service(model, release))]
+def switch(situation: Situation, model: ModelDeployment, release: str) -> Placement:
+    """Pin the model's Service to ``release``: one change of its selector, live once the
+    Service read back selects only ``release``'s pods."""
+    actions: list[Action] = []
+    if model.status.serving != release:
+        actions = [SetServing(release), ApplyObject(build_service(model, release))]
+    return _served(situation, model, actions, (release,), release)
 
 
-def restore(situation: Situation, model: ModelDeployment, release: str) -> list[Action]:
+def restore(situation: Situation, model: ModelDeployment, release: str) -> Placement:
     """A Service pinned to another release moves to ``release``; an unpinned one already
     reaches it (the model pass unpins it once nothing else has pods)."""
     serving = model.status.serving
     if serving is None or serving == release:
-        return []
-    return [SetServing(release), ApplyObject(build_service(model, release))]
+        return _served(situation, model, [], (None, release), release)
+    actions: list[Action] = [SetServing(release), ApplyObject(build_service(model, release))]
+    return _served(situation, model, actions, (release,), release)
+
+
+def _served(
+    situation: Situation,
+    model: ModelDeployment,
+    actions: list[Action],
+    pins: tuple[str | None, ...],
+    release: str,
+) -> Placement:
+    """The Service as read back selects ``release`` (pinned to one of ``pins``; None: every
+    pod of the model), and nothing is left to write: only then is the change live."""
+    name = model.metadata.name
+    have = situation.services.get(name)
+    reached = not actions and any(
+        have == service_fingerprint(build_service(model, pin)) for pin in pins
+    )
+    note = "" if reached else f"Service {name!r} does not select {release!r}'s pods yet"
+    return Placement(actions, 100 if reached else 0, reached, note)
 
 
 def at_rest(

@@ -135,18 +135,22 @@ def describe(route: LiveRoute | None, model: ModelDeployment) -> str | None:
         text += "; accepted"
     elif route.accepted is False:
         text += f"; NOT accepted: {route.why}"
+    elif route.why:
+        text += f"; generation {route.generation} not answered yet: {route.why}"
     return text
 
 
 def waiting(route: LiveRoute | None, model: ModelDeployment, planned: bool) -> str:
-    """Why the route is not live as wanted yet, in words (``planned``: its spec is)."""
+    """Why the route is not live as wanted yet, in words, naming the generation the data
+    plane has not taken (``planned``: its spec is as wanted)."""
     if route is None:
         return f"the {model.metadata.name!r} route does not exist yet"
     if route.accepted is False:
-        return f"{route.kind} {route.name!r} is not accepted: {route.why}"
+        return f"{route.named} is not accepted: {route.why}"
     if not planned:
-        return f"{route.kind} {route.name!r} does not have the new weights yet"
-    return f"{route.kind} {route.name!r} has no status from its data plane yet"
+        return f"{route.named} does not have the new weights yet"
+    why = f" ({route.why})" if route.why else ""
+    return f"{route.named} has no status from its data plane yet{why}"
 
 
 def _size(situation: Situation, model: ModelDeployment, release: str, pods: int) -> list[Action]:
@@ -243,9 +247,13 @@ def make_ops(build: BuildRoute, observe: ObserveRoute, kind: str, reports: bool)
         plan = RoutePlan(((stable, 100),), (name, percent))
         return placed(situation, model, plan, pods_for(model, percent), achieved)
 
-    def switch(situation: Situation, model: ModelDeployment, release: str) -> list[Action]:
+    def switch(situation: Situation, model: ModelDeployment, release: str) -> Placement:
         plan = RoutePlan(((release, 100),))
-        return ensure(model, plan, situation.route, situation.services, build, observe)
+        route = situation.route
+        actions = ensure(model, plan, route, situation.services, build, observe)
+        reached = not actions and live(route, plan, model, reports)
+        note = "" if reached else waiting(route, model, live(route, plan, model, False))
+        return Placement(actions, 100 if reached else 0, reached, note, describe(route, model))
 
     def at_rest(
         model: ModelDeployment, route: LiveRoute | None, services: Mapping[str, str]

@@ -7,7 +7,11 @@ selects only its pods) and the candidate comes up at full size behind the
 Once it is available and its analysis passed, it switches by itself
 (``autoPromotion``, after ``autoPromotionDelay``) or on ``slipway promote``.
 
-The switch is one change of the Service's selector. Step 2, after it: the
+The switch is one change of the Service's selector (or of the route), and it
+counts only once the data plane has taken it: the Service read back selects
+the candidate, or every parent Gateway accepted the route's new generation.
+Until then nothing claims it, and past ``progressDeadline`` every request goes
+back to the stable, which never shrank. Step 2, once it is live: the
 old stable stays at full size for ``scaleDownDelay`` while analysis goes on;
 a failure or an abort inside the window switches back, starting no pod.
 When the window ends with analysis passing, the candidate becomes the stable
@@ -107,9 +111,9 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         # The shadow passed: the preview starts now, in this same cycle.
         status.step, status.step_started_at, status.weight_reached_at = PREVIEW, now, None
         held = False
-    if status.switched_at is None:
+    if status.step != SWITCHED:
         return _preview(situation, status, model, actions, held=held)
-    return _switched(situation, status, model, actions)
+    return _switched(situation, status, model, actions, manual=controls.promote)
 
 
 def _preview(
@@ -134,8 +138,9 @@ def _preview(
         status.desired_mirror_percent, status.mirror_percent = 100, placement.achieved
         mirrored, note = placement.reached, placement.note
     elif stable is not None:
-        # Live traffic is pinned to the stable before the candidate has any pod.
-        actions += router.switch(situation, model, stable)
+        # Live traffic is pinned to the stable before the candidate has any pod (the
+        # Service is applied before the Deployment, in this same list).
+        actions += router.switch(situation, model, stable).actions
     status.route = router.describe(situation, model)
     if own is None:
         if not any(isinstance(a, ApplyObject) and a.body["kind"] == "Deployment" for a in actions):
@@ -219,47 +224,92 @@ def _switch(
     actions: list[Action],
     manual: bool,
 ) -> Decision:
-    """Every live request to the candidate, in one change of the Service's selector."""
-    name, now = situation.release.metadata.name, situation.now
-    # Replaces the preview's mirror route of this same tick: one route write, the switch.
-    actions[:] = merge(actions, ROUTERS[model.spec.router].switch(situation, model, name))
-    status.switched_at = now
+    """Every live request to the candidate, in one change of the Service's selector or
+    the route; claimed once the data plane has taken it (``_switched``)."""
+    now, kind = situation.now, ROUTERS[model.spec.router].route_kind
+    # The preview's mirror route of this tick gives way to the switch: one route write.
+    actions[:] = [a for a in actions if not (isinstance(a, ApplyObject) and a.body["kind"] == kind)]
+    status.step, status.step_started_at, status.weight_reached_at = SWITCHED, now, None
+    status.switched_at = None
     status.mirror_percent = status.desired_mirror_percent = None
-    status.step, status.step_started_at = SWITCHED, now
-    status.step_label, status.weight, status.desired_weight = "switched", 100, 100
-    ends = switch_ends(model, status)
-    assert ends is not None
-    how = f" ({PROMOTED_BY_HAND})" if manual else ""
-    status.message = (
-        f"switched{how}: every request goes to {name!r}; {model.status.stable_release!r} stays"
-        f" at full size until {ends.strftime('%H:%M:%SZ')} for an instant switch back"
-    )
-    return progress(situation, status, actions, Phase.PROGRESSING, cond.SWITCHED, None)
+    return _switched(situation, status, model, actions, manual)
 
 
 def _switched(
-    situation: Situation, status: ModelReleaseStatus, model: ModelDeployment, actions: list[Action]
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    manual: bool = False,
 ) -> Decision:
     name, now = situation.release.metadata.name, situation.now
     own = situation.deployments.get(name)
-    switched_at, ends = status.switched_at, switch_ends(model, status)
-    assert switched_at is not None and ends is not None
     if own is not None and own.replicas != model.spec.replicas:
         actions.append(ScaleDeployment(own.name, model.spec.replicas))
     router = ROUTERS[model.spec.router]
-    actions += router.switch(situation, model, name)  # repairs a route changed by hand
-    status.route = router.describe(situation, model)
+    # Written every pass: repairs a route changed by hand.
+    switch = router.switch(situation, model, name)
+    actions[:] = merge(actions, switch.actions)
+    status.route = switch.route or router.describe(situation, model)
+    status.step_label, status.desired_weight = "switched", 100
+    if not switch.reached:
+        return _switching(situation, status, model, actions, switch.note, manual)
+    if status.switched_at is None:
+        # The data plane took the switch: it is claimed, and the window starts, now.
+        status.switched_at = status.weight_reached_at = now
+    status.weight = 100
+    switched_at, ends = status.switched_at, switch_ends(model, status)
+    assert ends is not None
     passed = not model.spec.slos or step_passed(status, switched_at)
     if now >= ends and passed:
         done = mark_succeeded(situation, status, model)
         return Decision(done.status, merge(actions, done.actions))
     if now >= ends:
         return _wait_for_evidence(situation, status, model, actions, ends)
+    how = f" ({PROMOTED_BY_HAND})" if manual and switched_at == now else ""
     status.message = (
-        f"switched: every request goes to {name!r}; rollback window until"
-        f" {ends.strftime('%H:%M:%SZ')} ({model.status.stable_release!r} at full size)"
+        f"switched{how}: every request goes to {name!r}; rollback window until"
+        f" {ends.strftime('%H:%M:%SZ')} ({model.status.stable_release!r} at full size for an"
+        " instant switch back)"
     )
     return progress(situation, status, actions, Phase.PROGRESSING, cond.SWITCHED, None)
+
+
+def _switching(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    actions: list[Action],
+    note: str,
+    manual: bool,
+) -> Decision:
+    """The switch is written but its data plane has not taken it (or no longer has): the
+    stable may still get every request, so nothing is claimed, nothing succeeds and the
+    stable stays at full size; past progressDeadline every request goes back to it."""
+    name, now = situation.release.metadata.name, situation.now
+    stable = model.status.stable_release
+    if status.switched_at is not None:
+        # It was live and is not any more (a route changed by hand, a Gateway that stopped
+        # taking it): the window starts over once it is live again.
+        status.switched_at, status.step_started_at = None, now
+    status.weight_reached_at = None
+    status.weight = 0
+    if past_deadline(model, status.step_started_at, now):
+        return roll_back(
+            situation,
+            status,
+            model,
+            actions,
+            cond.PROGRESS_DEADLINE_EXCEEDED,
+            f"the switch to {name!r} was not taken by its data plane within progressDeadline"
+            f" {model.spec.progress_deadline}: {note}",
+        )
+    how = f" ({PROMOTED_BY_HAND})" if manual else ""
+    status.message = (
+        f"switching{how}: every request to {name!r} is written but not live yet: {note};"
+        f" {stable!r} may still get every request and stays at full size"
+    )
+    return progress(situation, status, actions, Phase.PROGRESSING, cond.SWITCHING, None)
 
 
 def _wait_for_evidence(

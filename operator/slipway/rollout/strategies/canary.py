@@ -136,7 +136,8 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
                 actions,
                 cond.PROGRESS_DEADLINE_EXCEEDED,
                 f"step {status.step_label} did not reach weight {desired}% within progressDeadline"
-                f" {model.spec.progress_deadline}",
+                f" {model.spec.progress_deadline}"
+                + (f": {placement.note}" if placement.note else ""),
             )
         status.message = (
             f"step {status.step_label}: waiting for weight {desired}% (now {status.weight}%)"
@@ -220,15 +221,17 @@ def promote(
             done.status.message = f"{done.status.message} ({PROMOTED_BY_HAND})"
         return Decision(done.status, merge(actions, done.actions))
     if past_deadline(model, status.step_started_at, situation.now):
-        return roll_back(
-            situation,
-            status,
-            model,
-            actions,
-            cond.PROGRESS_DEADLINE_EXCEEDED,
+        why = (
             f"the candidate did not reach {total} available pods within progressDeadline"
-            f" {model.spec.progress_deadline} while promoting",
+            f" {model.spec.progress_deadline} while promoting"
         )
+        if own is not None and own.replicas == total and own.available:
+            why = (
+                f"every request to the candidate was not taken by its data plane within"
+                f" progressDeadline {model.spec.progress_deadline} while promoting:"
+                f" {placement.note or 'not live yet'}"
+            )
+        return roll_back(situation, status, model, actions, cond.PROGRESS_DEADLINE_EXCEEDED, why)
     ready = own.ready_replicas if own else 0
     how = "promoted by annotation, " if manual else ""
     note = f"; {placement.note}" if placement.note else ""

@@ -45,7 +45,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     status.step, status.step_label, status.desired_weight = 1, "1/1", 100
     status.weight = achieved_weight(own, stable_deployment(situation, model))
 
-    note = ""
+    note, route_note = "", ""
     if own is not None and own.replicas == model.spec.replicas and own.available:
         router = ROUTERS[model.spec.router]
         if first or router.route_kind is None:
@@ -59,11 +59,18 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         if placement.reached:
             decision = mark_succeeded(situation, status, model)
             return Decision(decision.status, merge(actions, decision.actions))
-        note = f"; moving every request to it: {placement.note}"
+        route_note = placement.note or "not live yet"
+        note = f"; moving every request to it: {route_note}"
 
     deadline = parse_duration(model.spec.progress_deadline)
     if now - status.started_at > deadline:
-        return fail(situation, status, model, actions, deadline.total_seconds(), own)
+        why = None
+        if route_note:  # the pods were available; the data plane never took the route
+            why = (
+                f"the route sending every request to {name!r} was not taken by its data"
+                f" plane within progressDeadline {model.spec.progress_deadline}: {route_note}"
+            )
+        return fail(situation, status, model, actions, deadline.total_seconds(), own, why)
 
     ready = f"{own.available_replicas}/{own.replicas}" if own else f"0/{model.spec.replicas}"
     kind = "first release" if first else "direct release"
