@@ -32,7 +32,8 @@ class ModelDecision:
     prune: list[tuple[str, str]] = field(default_factory=list)
     """(Deployment name, reason) pairs."""
     actions: list[Action] = field(default_factory=list)
-    """Rollback moves (apply, scale, record the stable)."""
+    """Rollback moves (apply, scale, record the stable); else strays to zero and, at
+    rest, the stable back at full size."""
     rollback_message: str | None = None
 
 
