@@ -65,12 +65,21 @@ class Killer:
     """SIGKILLs and restarts the operator from a thread until told to stop."""
 
     def __init__(
-        self, api: client.ApiClient, namespace: str, op: OperatorProcess, rng: random.Random
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        op: OperatorProcess,
+        rng: random.Random,
+        up: ScaledUp,
     ) -> None:
         self.custom = client.CustomObjectsApi(api)
-        self.namespace, self.op, self.rng = namespace, op, rng
+        self.namespace, self.op, self.rng, self.up = namespace, op, rng, up
         self.kills = 0
         self.targeted = 0
+        self.half_done = 0
+        """Kills that left a release other than the stable and the candidate scaled up:
+        the crash state of issue 13 (a promotion or rollback cut before its scale-down)."""
+        self.model: dict[str, Any] = {}
         self.restarts: list[float] = []
         self.errors: list[str] = []
         self.recorded = threading.Event()
@@ -109,7 +118,8 @@ class Killer:
                     c.PLURAL_DEPLOYMENT,
                     timeout_seconds=5,
                 ):
-                    now = (event["object"].get("status") or {}).get("stableRelease")
+                    self.model = dict(event["object"].get("status") or {})
+                    now = self.model.get("stableRelease")
                     if now != stable:
                         stable = now
                         self.recorded.set()
@@ -132,6 +142,9 @@ class Killer:
             self.op.kill()
             self.kills += 1
             self._stop.wait(self.rng.uniform(0.0, 0.5))
+            keep = (self.model.get("stableRelease"), self.model.get("activeRelease"))
+            if any(r not in keep for r in self.up.up("fraud")):
+                self.half_done += 1
             began = time.monotonic()
             for _ in range(3):
                 try:
@@ -321,7 +334,7 @@ def main() -> int:
             with (
                 ScaledUp(api, namespace) as up,
                 Sampler(api, namespace) as sampler,
-                Killer(api, namespace, op, rng) as killer,
+                Killer(api, namespace, op, rng, up) as killer,
             ):
                 while killer.kills < KILLS or index < 5:
                     if time.monotonic() - began > 1800:
@@ -375,6 +388,10 @@ def report(
     for kind, phases in by.items():
         tally = ", ".join(f"{p} {phases.count(p)}" for p in sorted(set(phases))) or "none"
         print(f"  {kind:<18} {len(phases):>3} releases: {tally}")
+    print(
+        f"  kills that left a stray up      {killer.half_done} (a release besides the stable and"
+        " the candidate still scaled up: a promotion or rollback cut before its scale-down)"
+    )
     print(f"  releases ended right            {len(outcomes) - len(wrong)}/{len(outcomes)}")
     print(
         f"  most Deployments scaled up      {most} (limit 2; {up.events} Deployment events"
