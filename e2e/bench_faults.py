@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,8 @@ class Outcome:
     phase: str
     right: bool
     why: str = ""
+    late: bool = False
+    """Aborted after the model recorded its promotion (so Succeeded is right)."""
 
 
 def run_release(
@@ -266,26 +269,29 @@ def run_release(
         aborted_at = time.time()
     status = k.wait_phase_in(name, TERMINAL, timeout=240)
     phase = status["phase"]
-    completed = status.get("completedAt")
-    late = (
-        aborted_at is not None
-        and completed is not None
-        and kube_time(completed) <= aborted_at + 1.0  # completedAt has one-second resolution
-    )
-    expected = "RolledBack" if abort and not late else "Succeeded"
+    expected, too_late = "Succeeded", False
+    if aborted_at is not None:
+        # An abort that came after the promotion was recorded on the model is too late:
+        # the promotion is then finished (even by the next operator, after a kill).
+        promoted = promoted_at(k, name)
+        too_late = promoted is not None and promoted <= aborted_at
+        expected = "Succeeded" if too_late else "RolledBack"
     new_stable = name if phase == "Succeeded" else stable
     why = ""
     if phase != expected:
         why = f"ended {phase}, expected {expected}: {status.get('message')}"
     else:
         why = settled(k, new_stable)
-    return Outcome(name, strategy, abort, phase, not why, why)
+    return Outcome(name, strategy, abort, phase, not why, why, too_late)
 
 
-def kube_time(text: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+def promoted_at(k: Cluster, release: str) -> float | None:
+    """When the model recorded ``release`` as its stable (its history entry), if it did."""
+    for record in k.model_status().get("history") or []:
+        if record.get("release") == release and record.get("promotedAt"):
+            text = str(record["promotedAt"]).replace("Z", "+00:00")
+            return datetime.fromisoformat(text).timestamp()
+    return None
 
 
 def settled(k: Cluster, stable: str) -> str:
@@ -392,6 +398,8 @@ def report(
         f"  kills that left a stray up      {killer.half_done} (a release besides the stable and"
         " the candidate still scaled up: a promotion or rollback cut before its scale-down)"
     )
+    late = sum(o.late for o in outcomes)
+    print(f"  aborts after the promotion's record (Succeeded is right) {late}")
     print(f"  releases ended right            {len(outcomes) - len(wrong)}/{len(outcomes)}")
     print(
         f"  most Deployments scaled up      {most} (limit 2; {up.events} Deployment events"
