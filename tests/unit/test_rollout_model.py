@@ -376,3 +376,23 @@ def test_a_stray_whose_pods_are_still_terminating_is_not_scaled_again() -> None:
     md, deps = issue_state()
     deps["fraud-v1"] = deployment("fraud-v1", 1, replicas=0)
     assert strays_of(md, deps, CANARY_IN_FLIGHT) == []
+
+
+def test_a_rollback_cut_short_after_its_record_is_finished_by_the_next_pass() -> None:
+    # `slipway rollback --to fraud-v1` recorded v1 (and the request as handled); the
+    # scale-down of v2 in the same step did not happen.
+    md = with_history(model(stable="fraud-v1", replicas=4), "fraud-v1", "fraud-v2")
+    md.metadata.annotations = {c.ANNOTATION_ROLLBACK_TO: "fraud-v1@7"}
+    md.status.handled_rollback = "fraud-v1@7"
+    deps = {
+        "fraud-v1": deployment("fraud-v1", 4, replicas=4),
+        "fraud-v2": deployment("fraud-v2", 4, replicas=4),
+    }
+    releases = {
+        "fraud-v1": summary("fraud-v1", "Succeeded", -20),
+        "fraud-v2": summary("fraud-v2", "Succeeded", -10),
+    }
+    assert decide_model(md, deps, releases, T0).actions == [ScaleDeployment("fraud-fraud-v2", 0)]
+    # Behind a route that may still send v2 requests, it keeps its pods until it does not.
+    held = decide_model(md, deps, releases, T0, routed=frozenset({"fraud-v2"}))
+    assert held.actions == []
