@@ -14,8 +14,10 @@ nodes (Ready without running anything). Tallied, and the exit status is 1 if any
   its share of the ready pods behind the model's Service, read from the pods: a
   disagreement may last while the operator is down or a Deployment's status catches up
   with its pods, never longer than ``GRACE_SECONDS``;
-- every release ends right (Succeeded; RolledBack when aborted before it finished), the
-  model's stable is the last Succeeded one, and the previous stable is back at zero;
+- every release ends right (Succeeded; RolledBack when aborted before the model recorded
+  its promotion) and the model's stable is the last Succeeded one; the next release starts
+  at once, so a previous stable a kill left up must be gone before the next candidate runs
+  (the Deployment watch above sees it otherwise); at the end only the stable is scaled up;
 - serving is never lost: at every sample some ready pod is behind the Service.
 
 SLIPWAY_FAULT_KILLS (default 50) and SLIPWAY_FAULT_SEED (default 13) change the storm.
@@ -281,8 +283,22 @@ def run_release(
     if phase != expected:
         why = f"ended {phase}, expected {expected}: {status.get('message')}"
     else:
-        why = settled(k, new_stable)
+        why = recorded(k, new_stable)
     return Outcome(name, strategy, abort, phase, not why, why, too_late)
+
+
+def recorded(k: Cluster, stable: str) -> str:
+    """'' once the model records ``stable`` as its stable (within 30 s: the operator may be
+    down); else what it records. The next release starts at once: a previous stable left
+    up by a kill must be gone before the next candidate runs (the watch of the Deployments
+    sees it if not), not merely by the time someone looks."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = k.model_status().get("stableRelease")
+        if now == stable:
+            return ""
+        time.sleep(0.2)
+    return f"the model records {now!r} as its stable, not {stable!r}"
 
 
 def promoted_at(k: Cluster, release: str) -> float | None:
@@ -296,7 +312,7 @@ def promoted_at(k: Cluster, release: str) -> float | None:
 
 def settled(k: Cluster, stable: str) -> str:
     """'' once the model's stable is ``stable`` at full size with every other release at
-    zero (within 30 s: the operator may be down); else what is wrong."""
+    zero (within 30 s); else what is wrong. Checked when the storm is over."""
     deadline = time.monotonic() + 30
     last = ""
     while time.monotonic() < deadline:
@@ -359,6 +375,8 @@ def main() -> int:
                         f" {killer.kills} kills so far"
                     )
                 killer.stop()
+                final = settled(k, stable)
+                outcomes.append(Outcome("end", "-", False, "settled", not final, final))
         finally:
             text = op.log_tail(200_000)
             op.stop()
@@ -374,6 +392,7 @@ def report(
     seconds: float,
 ) -> int:
     wrong = [o for o in outcomes if not o.right]
+    outcomes = [o for o in outcomes if o.name != "end"]
     tracebacks = log.count("Traceback")
     most = up.most.get("fraud", 0)
     restarts = sorted(killer.restarts)
@@ -400,7 +419,11 @@ def report(
     )
     late = sum(o.late for o in outcomes)
     print(f"  aborts after the promotion's record (Succeeded is right) {late}")
-    print(f"  releases ended right            {len(outcomes) - len(wrong)}/{len(outcomes)}")
+    alone = "no" if any(o.name == "end" for o in wrong) else "yes"
+    print(
+        f"  releases ended right            {sum(o.right for o in outcomes)}/{len(outcomes)};"
+        f" at the end the stable alone scaled up: {alone}"
+    )
     print(
         f"  most Deployments scaled up      {most} (limit 2; {up.events} Deployment events"
         f" watched; {len(up.crowded)} moments above 2)"
