@@ -356,7 +356,7 @@ def main() -> int:
             with (
                 ScaledUp(api, namespace) as up,
                 Sampler(api, namespace) as sampler,
-                Killer(api, namespace, op, rng, up) as killer,
+                Killer(api, namespace, op, random.Random(SEED + 1), up) as killer,
             ):
                 while killer.kills < KILLS or index < 5:
                     if time.monotonic() - began > 1800:
