@@ -108,6 +108,12 @@ bench-bursts: venv
 bench-eta: venv
 	$(BIN)/python -m e2e.bench_eta
 
+# 50 SIGKILLs of the operator across canary and blue-green rollouts (minutes, so not in CI):
+# prints the tally of what must hold, exits non-zero if anything broke.
+.PHONY: bench-faults
+bench-faults: venv
+	$(BIN)/python -m e2e.bench_faults
+
 lock:
 	rm -rf /tmp/slipway-lock && $(PYTHON) -m venv /tmp/slipway-lock
 	/tmp/slipway-lock/bin/pip install -q -e '.[dev]'

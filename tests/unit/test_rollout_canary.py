@@ -9,7 +9,7 @@ import pytest
 
 from slipway.api import conditions as cond
 from slipway.api import constants as c
-from slipway.api.models import SLOResult
+from slipway.api.models import ReleaseRecord, SLOResult
 from slipway.api.phases import Phase, Verdict
 from slipway.kube.children import build_service
 from slipway.kube.fingerprint import service_fingerprint
@@ -20,6 +20,7 @@ from slipway.rollout.core import (
     RecordStable,
     ScaleDeployment,
     SetActive,
+    SetServing,
     Situation,
 )
 from slipway.rollout.gate import analysis_due
@@ -533,3 +534,113 @@ def test_a_canary_step_the_gateway_never_took_rolls_back_naming_the_generation()
         " HTTPRoute 'fraud' generation 4 has no status from its data plane yet"
         " (Gateway web last answered generation 3)"
     )
+
+
+# --- a third release's pods behind the Service (a stray previous stable) ----------------
+
+
+def with_stray(step: int, cand: int, stable: int, stray: int) -> dict[str, DeploymentState]:
+    _, deps = at_step(step, cand, stable)
+    deps["fraud-v0"] = deployment("fraud-v0", ready=stray, replicas=stray)
+    return deps
+
+
+def test_a_stray_previous_stables_pods_count_in_the_reported_share() -> None:
+    status, _ = at_step(1, 1, 3, reached=None)
+    decision = tick(status, deployments=with_stray(1, 1, 3, 1))
+    assert decision.status.weight == 20  # 1 of 5 ready pods, not 1 of 4
+    assert decision.status.weight_reached_at is None
+    assert "fraud-fraud-v0 (1 ready)" in (decision.status.message or "")
+
+
+def test_a_step_reached_before_a_stray_appeared_is_lost_and_starts_over() -> None:
+    status, _ = at_step(1, 1, 3)
+    later = T0 + timedelta(seconds=30)
+    decision = tick(status, later, with_stray(1, 1, 3, 1), analysis=[result(Verdict.PASS)])
+    assert decision.status.step == 1, "a step must not advance on a split it did not have"
+    assert decision.status.weight_reached_at is None
+    assert decision.status.step_started_at == later
+
+
+def test_a_stray_scaled_to_zero_whose_pod_is_still_ready_still_counts() -> None:
+    status, _ = at_step(1, 1, 3, reached=None)
+    deps = with_stray(1, 1, 3, 0)
+    deps["fraud-v0"] = deployment("fraud-v0", ready=1, replicas=0)
+    decision = tick(status, deployments=deps)
+    assert decision.status.weight == 20 and decision.status.weight_reached_at is None
+
+
+def test_the_step_is_reached_once_the_stray_is_gone() -> None:
+    status, _ = at_step(1, 1, 3, reached=None)
+    decision = tick(status, deployments=with_stray(1, 1, 3, 0))
+    assert decision.status.weight == 25
+    assert decision.status.weight_reached_at == T0
+
+
+def test_promotion_waits_for_a_strays_pods_to_go() -> None:
+    status, _ = at_step(3, 4, 2)
+    decision = tick(status, T0 + timedelta(seconds=1), with_stray(3, 4, 2, 1))
+    assert decision.status.phase == Phase.PROGRESSING
+    assert not any(isinstance(a, RecordStable) for a in decision.actions)
+
+
+# --- a promotion cut short by a restart is finished, whatever was left undone ----------------
+
+
+def recorded(md: Any, *names: str) -> Any:
+    md.status.stable_release = names[0]
+    md.status.history = [
+        ReleaseRecord(release=n, version=n, uri=f"s3://m/{n}", strategy="canary", promoted_at=T0)
+        for n in names
+    ]
+    return md
+
+
+def test_restart_after_the_record_still_scales_the_previous_stable_to_zero() -> None:
+    # The record of fraud-v2 as the stable landed; the release's status and the
+    # scale-down of fraud-v1 did not.
+    status, deps = at_step(3, 4, 4)
+    md_ = recorded(md(), "fraud-v2", "fraud-v1")
+    decision = tick(status, T0, deps, model_deployment=md_)
+    assert decision.status.phase == Phase.SUCCEEDED
+    assert decision.actions == [SetActive(None), ScaleDeployment("fraud-fraud-v1", 0)]
+
+
+def test_restart_after_everything_but_the_status_writes_nothing_more() -> None:
+    status, deps = at_step(3, 4, 0)
+    md_ = recorded(md(), "fraud-v2", "fraud-v1")
+    md_.status.active_release = None
+    decision = tick(status, T0, deps, model_deployment=md_)
+    assert decision.status.phase == Phase.SUCCEEDED
+    assert decision.actions == []
+
+
+def test_restart_after_the_record_moves_a_service_still_pinned_elsewhere() -> None:
+    status, deps = at_step(3, 4, 4)
+    md_ = recorded(md(), "fraud-v2", "fraud-v1")
+    md_.status.serving = "fraud-v1"
+    decision = tick(status, T0, deps, model_deployment=md_)
+    assert SetServing("fraud-v2") in decision.actions
+    served = [a for a in decision.actions if isinstance(a, ApplyObject)]
+    assert served and served[0].body["spec"]["selector"][c.LABEL_RELEASE] == "fraud-v2"
+    # fraud-v1 shrinks only once the Service is read back selecting fraud-v2.
+    assert ScaleDeployment("fraud-fraud-v1", 0) not in decision.actions
+    md_.status.serving = "fraud-v2"
+    moved = {"fraud": service_fingerprint(build_service(md_, "fraud-v2"))}
+    decision = tick(status, T0, deps, model_deployment=md_, services=moved)
+    assert decision.actions == [SetActive(None), ScaleDeployment("fraud-fraud-v1", 0)]
+
+
+@pytest.mark.parametrize(
+    "history", [("fraud-v2",), ("fraud-v1", "fraud-v0"), ("fraud-v2", "fraud-v2")]
+)
+def test_restart_after_the_record_never_scales_down_on_a_history_it_cannot_read(
+    history: tuple[str, ...],
+) -> None:
+    # First release (nothing below it), a history that does not start with this release,
+    # or one naming it twice: there is no previous stable to retire.
+    status, deps = at_step(3, 4, 4)
+    md_ = recorded(md(), *history)
+    md_.status.stable_release = "fraud-v2"
+    decision = tick(status, T0, deps, model_deployment=md_)
+    assert not any(isinstance(a, ScaleDeployment) and a.replicas == 0 for a in decision.actions)

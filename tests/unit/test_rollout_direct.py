@@ -268,13 +268,28 @@ def test_deleting_sibling_does_not_block() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mine", "theirs", "expected"),
-    [(0, 0, 0), (1, 3, 25), (2, 0, 100), (1, 1, 50), (0, 4, 0)],
+    ("mine", "theirs", "stray", "expected"),
+    [
+        (0, 0, 0, 0),
+        (1, 3, 0, 25),
+        (2, 0, 0, 100),
+        (1, 1, 0, 50),
+        (0, 4, 0, 0),
+        # A third release's ready pods are behind the same Service: they take their share.
+        (1, 3, 1, 20),
+        (2, 2, 1, 40),
+        (1, 0, 1, 50),
+        (0, 3, 1, 0),
+        (4, 0, 4, 50),
+    ],
 )
-def test_achieved_weight_is_ready_pod_ratio(mine: int, theirs: int, expected: int) -> None:
-    own = deployment("c", ready=mine) if mine else None
-    stable = deployment("s", ready=theirs)
-    assert achieved_weight(own, stable) == expected
+def test_achieved_weight_is_the_share_of_every_ready_pod(
+    mine: int, theirs: int, stray: int, expected: int
+) -> None:
+    deps = {"s": deployment("s", ready=theirs), "old": deployment("old", ready=stray)}
+    if mine:
+        deps["c"] = deployment("c", ready=mine)
+    assert achieved_weight(deps, "c") == expected
 
 
 def test_observed_generation_is_always_set() -> None:

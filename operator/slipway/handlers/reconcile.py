@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -62,9 +62,10 @@ from slipway.rollout.gate import (
     error_budget,
     shadow_for,
 )
-from slipway.rollout.model import decide_model
+from slipway.rollout.model import decide_model, strays
 from slipway.rollout.outcomes import child_refused
 from slipway.rollout.release import decide
+from slipway.rollout.rollback import pending_request
 from slipway.traffic import ROUTERS
 
 log = logging.getLogger("slipway")
@@ -109,6 +110,8 @@ class Pass:
     providers: Providers
     memory: Memory
     entry: ModelEntry | None
+    scaled: dict[str, int] = field(default_factory=dict)
+    """Deployments this pass scaled, and to what (a scale is not written twice)."""
 
     @property
     def model(self) -> ModelDeployment | None:
@@ -138,6 +141,11 @@ def reconcile(
     # writing its status would only fight the garbage collector.
     model = snap.model if snap.model is not None and not snap.model.deleting else None
     run = Pass(snap, kube, providers, memory, model)
+    if run.model is not None and pending_request(run.model) is None:
+        # Before any release acts: what a cut-short promotion left scaled up goes to zero
+        # first, so a candidate never starts beside it (three releases with pods).
+        releases = {r.summary.name: r.summary for r in snap.releases}
+        carry_out(run, strays(run.model.status, run.deployments, releases, _routed(run)))
     looks: list[datetime] = []
     in_flight = sorted(
         (r for r in snap.releases if _needs_work(r)),
@@ -392,8 +400,9 @@ def carry_out(run: Pass, actions: list[Action]) -> None:
     for action in actions:
         if isinstance(action, ApplyObject):
             run.kube.apply(action.body)
-        elif isinstance(action, ScaleDeployment):
+        elif isinstance(action, ScaleDeployment) and run.scaled.get(action.name) != action.replicas:
             run.kube.scale_deployment(namespace, action.name, action.replicas)
+            run.scaled[action.name] = action.replicas
     uids = {d.name: d.uid for d in run.snap.deployments}
     for action in actions:
         if not isinstance(action, DeleteDeployment):
@@ -453,8 +462,7 @@ def reconcile_model(run: Pass) -> datetime | None:
             _patch_model_status(run, {"message": message})
         return None
     deployments = run.deployments
-    releases = set(deployments) | {s.release for s in run.snap.services if s.release}
-    routed = ROUTERS[model.spec.router].routed(model, run.route, releases)
+    routed = _routed(run)
     decision = decide_model(
         model,
         deployments,
@@ -506,6 +514,14 @@ def reconcile_model(run: Pass) -> datetime | None:
     if changes:
         _patch_model_status(run, changes)
     return None
+
+
+def _routed(run: Pass) -> frozenset[str]:
+    """The model's releases its live route may still send requests to (the router's word)."""
+    model = run.model
+    assert model is not None
+    releases = set(run.deployments) | {s.release for s in run.snap.services if s.release}
+    return ROUTERS[model.spec.router].routed(model, run.route, releases)
 
 
 def _prune_services(run: Pass, model: ModelDeployment, routed: frozenset[str]) -> None:

@@ -3,6 +3,10 @@
 A release's Deployment outlives the release object when it is the stable (a
 pruned or deleted stable release never takes serving down), and is removed
 when its release was deleted in flight, rolled back, failed, or replaced.
+The previous stable is kept at zero for a rollback; one left with pods (a
+crash between a promotion's record and its scale-down) is scaled to zero at
+once, in flight or not: its pods would take a share of the model's Service
+through the next rollout.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ class ModelDecision:
     prune: list[tuple[str, str]] = field(default_factory=list)
     """(Deployment name, reason) pairs."""
     actions: list[Action] = field(default_factory=list)
-    """Rollback moves (apply, scale, record the stable)."""
+    """Rollback moves (apply, scale, record the stable); else strays to zero and, at
+    rest, the stable back at full size."""
     rollback_message: str | None = None
 
 
@@ -90,7 +95,10 @@ def decide_model(
         return ModelDecision(
             status,
             prune_orphans(status, deployments, releases, routed),
-            at_rest(model, status, deployments, releases, routed),
+            [
+                *strays(status, deployments, releases, routed),
+                *at_rest(model, status, deployments, releases),
+            ],
         )
     status.serving = None  # a rollback moves traffic by ready pods, as a canary does
     plan = plan_rollback(
@@ -107,13 +115,12 @@ def at_rest(
     status: ModelDeploymentStatus,
     deployments: Mapping[str, DeploymentState],
     releases: Mapping[str, ReleaseSummary],
-    routed: frozenset[str] = frozenset(),
 ) -> list[Action]:
-    """With no release in flight: the stable at full size, the kept previous stable at zero
-    (once the live route no longer may send it requests: ``routed``).
+    """With no release in flight: the stable at full size.
 
     This is what makes every way out of a rollout safe, even one cut short by a
-    crash or a deletion: whatever a release left shrunk or scaled up is put back.
+    crash or a deletion: whatever a release left shrunk is put back (what it left
+    scaled up goes to zero in ``strays``, in flight or not).
     """
     in_flight = [
         name
@@ -129,10 +136,40 @@ def at_rest(
     stable = deployments.get(status.stable_release)
     if stable is not None and stable.replicas != model.spec.replicas:
         actions.append(ScaleDeployment(stable.name, model.spec.replicas))
-    previous = status.history[1].release if len(status.history) > 1 else None
-    kept = deployments.get(previous) if previous else None
-    if kept is not None and kept.replicas != 0 and previous not in routed:
-        actions.append(ScaleDeployment(kept.name, 0))
+    return actions
+
+
+def strays(
+    status: ModelDeploymentStatus,
+    deployments: Mapping[str, DeploymentState],
+    releases: Mapping[str, ReleaseSummary],
+    routed: frozenset[str] = frozenset(),
+) -> list[Action]:
+    """Scale to zero every Deployment that has pods and no business serving, in flight or not.
+
+    Kept: the stable; a release in flight (the candidate); what live traffic may still
+    reach (``routed``: the live route names it; ``status.serving``: the Service is
+    pinned to it); and a Succeeded release this view of the model does not show replaced
+    (a fresh promotion an older view has not seen). Anything else with pods (the
+    previous stable a cut-short promotion left up, a release deleted or finished with
+    its pods) would hold a share of the model's ready pods beside the candidate. The
+    caller skips this while a rollback runs: its target may be any earlier release.
+    """
+    keep = {status.stable_release, status.serving, *routed}
+    in_history = {record.release for record in status.history}
+    actions: list[Action] = []
+    for release_name, deployment in sorted(deployments.items()):
+        if deployment.replicas == 0 or release_name in keep:
+            continue
+        summary = releases.get(release_name)
+        if summary is not None and not summary.deleting:
+            phase = Phase(summary.phase)
+            if not phase.is_terminal:
+                continue  # the candidate
+            fresh = release_name not in in_history and not replaced_since(summary, status)
+            if phase == Phase.SUCCEEDED and fresh:
+                continue
+        actions.append(ScaleDeployment(deployment.name, 0))
     return actions
 
 

@@ -44,7 +44,11 @@ PROMOTED_BY_HAND = "promoted by annotation slipway.dev/action"
 def mark_succeeded(
     situation: Situation, status: ModelReleaseStatus, model: ModelDeployment
 ) -> Decision:
-    """Make the release the stable: record it, then retire the previous stable."""
+    """Make the release the stable: record it, then retire the previous stable.
+
+    Idempotent: a pass cut short after any of its writes (the record, the release's
+    status, the route, the scale-down) is finished by the next one, which finds the
+    record already there and redoes whatever else is missing."""
     release, now = situation.release, situation.now
     name = release.metadata.name
     actions: list[Action] = []
@@ -64,18 +68,18 @@ def mark_succeeded(
                 model.spec.history_limit,
             )
         )
-        # Live traffic moves to the new stable (a pinned Service, a route) before the
-        # old one shrinks, and it shrinks only once the data plane has taken that: until
-        # then the route it replaces may still send it requests (the model pass scales it
-        # down once the live route no longer names it).
-        restored = ROUTERS[model.spec.router].restore(situation, model, name)
-        actions += restored.actions
-        previous = stable_deployment(situation, model)
-        if previous is not None and previous.replicas != 0 and restored.reached:
-            # Kept at zero (not deleted) so a rollback to it is a scale-up.
-            actions.append(ScaleDeployment(previous.name, 0))
     elif model.status.active_release == name:
         actions.append(SetActive(None))
+    # Live traffic moves to the new stable (a pinned Service, a route) before the
+    # old one shrinks, and it shrinks only once the data plane has taken that: until
+    # then the route it replaces may still send it requests (the model pass scales it
+    # down once the live route no longer names it).
+    restored = ROUTERS[model.spec.router].restore(situation, model, name)
+    actions += restored.actions
+    previous = replaced_stable(situation, model)
+    if previous is not None and previous.replicas != 0 and restored.reached:
+        # Kept at zero (not deleted) so a rollback to it is a scale-up.
+        actions.append(ScaleDeployment(previous.name, 0))
     own = situation.deployments.get(name)
     status.phase = Phase.SUCCEEDED
     status.step_label = "complete"
@@ -98,6 +102,19 @@ def mark_succeeded(
             release.metadata.generation,
         )
     return Decision(status, actions)
+
+
+def replaced_stable(situation: Situation, model: ModelDeployment) -> DeploymentState | None:
+    """The Deployment of the stable this release replaces: the recorded stable before the
+    release's record is written, the one below it in the history after (a restart
+    between the record and the rest of the promotion)."""
+    name = situation.release.metadata.name
+    if model.status.stable_release != name:
+        return stable_deployment(situation, model)
+    history = model.status.history
+    if len(history) < 2 or history[0].release != name or history[1].release == name:
+        return None
+    return situation.deployments.get(history[1].release)
 
 
 def fail(

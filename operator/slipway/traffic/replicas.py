@@ -52,15 +52,28 @@ def place(situation: Situation, model: ModelDeployment, weight: int) -> Placemen
         actions.append(ScaleDeployment(own.name, candidate_pods))
     if stable is not None and stable.replicas != stable_pods:
         actions.append(ScaleDeployment(stable.name, stable_pods))
+    # Pods of any other release (a previous stable left up by a crash) share the Service:
+    # the split is not what was asked for until they are gone (the model pass scales them
+    # to zero).
+    others = [
+        d
+        for r, d in situation.deployments.items()
+        if r not in (name, model.status.stable_release) and (d.replicas or d.ready_replicas)
+    ]
     reached = (
         model.status.serving is None
         and own is not None
         and own.replicas == candidate_pods
         and own.ready_replicas >= candidate_pods
         and (stable is None or stable.replicas == stable_pods)
+        and not others
     )
-    achieved = achieved_weight(own, stable) if model.status.serving is None else 0
-    return Placement(actions, achieved, reached)
+    achieved = achieved_weight(situation.deployments, name) if model.status.serving is None else 0
+    note = ""
+    if others:
+        listed = ", ".join(f"{d.name} ({d.ready_replicas} ready)" for d in others)
+        note = f"pods of other releases still behind the Service: {listed}"
+    return Placement(actions, achieved, reached, note)
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -72,11 +85,13 @@ def split_replicas(total: int, weight: int) -> tuple[int, int]:
     return candidate, max(total - candidate, 1)
 
 
-def achieved_weight(own: DeploymentState | None, stable: DeploymentState | None) -> int:
-    """The candidate's share of ready pods behind the shared Service, in percent."""
+def achieved_weight(deployments: Mapping[str, DeploymentState], release: str) -> int:
+    """``release``'s share of the ready pods behind the model's (unpinned) Service, in
+    percent: against every ready pod of the model's Deployments, not only the stable's,
+    so a pod left on an earlier release counts as the share it takes."""
+    own = deployments.get(release)
     mine = own.ready_replicas if own else 0
-    theirs = stable.ready_replicas if stable else 0
-    total = mine + theirs
+    total = sum(d.ready_replicas for d in deployments.values())
     return round(100 * mine / total) if total else 0
 
 

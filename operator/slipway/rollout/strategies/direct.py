@@ -23,7 +23,6 @@ from slipway.rollout.core import (
     Decision,
     SetActive,
     Situation,
-    stable_deployment,
 )
 from slipway.rollout.outcomes import fail, mark_succeeded, merge
 from slipway.traffic import ROUTERS
@@ -43,7 +42,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         actions.append(ApplyObject(build_deployment(model, release, model.spec.replicas)))
     status.started_at = status.started_at or now
     status.step, status.step_label, status.desired_weight = 1, "1/1", 100
-    status.weight = achieved_weight(own, stable_deployment(situation, model))
+    status.weight = achieved_weight(situation.deployments, name)
 
     note, route_note = "", ""
     if own is not None and own.replicas == model.spec.replicas and own.available:
