@@ -131,11 +131,18 @@ def test_samples_needed_grows_as_the_estimate_nears_the_limit() -> None:
     assert need(40) < need(30) < need(25)  # 4 %, 3 %, 2.5 % against a 1.5 % limit
 
 
-def test_an_estimate_on_the_limit_names_no_sample_count() -> None:
-    judged = JUDGE.counts(ERRORS, Counts(15, 1000), Counts(30, 3000), BUDGET)
-    assert judged.verdict is INC
-    assert judged.deciding is not None and judged.deciding.samples_needed is None
-    assert "no sample count" in judged.message
+def test_an_estimate_on_the_limit_is_planned_for_a_candidate_as_good_as_the_stable() -> None:
+    """samplesNeeded plans for a candidate like the stable (issue 13), so an estimate sitting on
+    the limit still gets a count: more than one well inside it, since its errors so far weigh."""
+
+    def need(errors: int) -> float:
+        judged = JUDGE.counts(ERRORS, Counts(errors, 1000), Counts(30, 3000), BUDGET)
+        assert judged.verdict is INC and judged.deciding is not None
+        assert judged.deciding.samples_needed is not None
+        assert "90% sure if the candidate is as good as the stable" in judged.message
+        return judged.deciding.samples_needed
+
+    assert 1000 < need(10) < need(15) < 1e6
 
 
 def test_one_sided_level_spends_at_most_twice_alpha() -> None:

@@ -39,7 +39,8 @@ def queries_for(slo: SLO, settings: AnalysisSettings) -> int:
     if slo.latency is not None:
         return 2  # the candidate's and the stable's buckets
     if slo.typed:
-        return 4  # events and total, for both releases
+        # events and total for both releases; the sequential judge also reads them per pod
+        return 8 if make_judge(settings.judge).scope is Scope.SINCE_START else 4
     return 1 + int(verdicts.is_relative(slo.threshold)) + int(_needs_samples(slo, settings))
 
 

@@ -49,6 +49,8 @@ class QueryResult:
     unreachable: bool = False
     series: Mapping[str, float] | None = None
     """For ``query_by``: each series' value keyed by one label's value."""
+    history: Mapping[str, tuple[tuple[float, float], ...]] | None = None
+    """For ``query_by`` of a range (a subquery): each series' (time, value) points, by label."""
 
     @property
     def ok(self) -> bool:
@@ -123,9 +125,15 @@ def _single_value(result: Any) -> QueryResult:
 
 
 def _by_label(result: Any, label: str) -> QueryResult:
-    """A Prometheus instant vector as {value of ``label``: value}; empty is no data."""
+    """A Prometheus instant vector as {value of ``label``: value}; empty is no data.
+
+    A range vector (a subquery's answer) comes back as ``history``: each
+    series' points, in time order.
+    """
     if not isinstance(result, list):
         return QueryResult.failed(f"unexpected answer from Prometheus: {str(result)[:80]}")
+    if result and all(isinstance(s, dict) and "values" in s for s in result):
+        return _history_by_label(result, label)
     series: dict[str, float] = {}
     for sample in result:
         try:
@@ -136,6 +144,23 @@ def _by_label(result: Any, label: str) -> QueryResult:
                 f"query must return an instant vector with label {label!r}, got {str(sample)[:80]}"
             )
     return QueryResult(series=series) if series else QueryResult()
+
+
+def _history_by_label(result: list[Any], label: str) -> QueryResult:
+    """A Prometheus range vector as {value of ``label``: ((time, value), ...)}."""
+    history: dict[str, tuple[tuple[float, float], ...]] = {}
+    for sample in result:
+        try:
+            key = str(sample["metric"][label])
+            points = tuple(sorted((float(t), float(v)) for t, v in sample["values"]))
+        except (KeyError, TypeError, ValueError):
+            return QueryResult.failed(
+                f"query must return series with label {label!r}, got {str(sample)[:80]}"
+            )
+        if key in history:
+            return QueryResult.failed(f"two series with {label}={key!r}: aggregate by {label}")
+        history[key] = points
+    return QueryResult(history=history)
 
 
 def _http_error(err: PrometheusApiClientException) -> QueryResult:

@@ -28,10 +28,13 @@ from slipway.analysis.judges import (
     Judge,
     Judgement,
     LatencySLO,
+    Scope,
     SLOBudget,
+    Source,
     Tolerance,
 )
 from slipway.analysis.judges import queries as q
+from slipway.analysis.judges.queries import selector
 from slipway.analysis.provider import MetricProvider, QueryResult
 from slipway.api.models import SLO, SLOResult, SLOThreshold
 
@@ -113,6 +116,64 @@ def counts_of(
     return Counts(events=hits.value or 0.0, total=all_)
 
 
+@dataclass(frozen=True, slots=True)
+class PerPod:
+    """Both versions' per-pod counts on one step grid, and how long the candidate has served."""
+
+    candidate: tuple[Source, ...]
+    stable: tuple[Source, ...]
+    served_seconds: float | None
+
+
+def _history(provider: MetricProvider, promql: str, what: str) -> Mapping[str, q.Points]:
+    result = provider.query_by(promql, q.SOURCE_LABEL)
+    if not result.ok:
+        raise MeasureError(f"{what} per-pod query failed: {result.error}", result)
+    if result.series:
+        raise MeasureError(f"{what} per-pod query answered an instant vector, not a range")
+    return result.history or {}
+
+
+def per_pod_of(
+    provider: MetricProvider,
+    slo: SLO,
+    candidate: Mapping[str, str],
+    stable: Mapping[str, str] | None,
+    seconds: int,
+    step: int = q.STEP_SECONDS,
+) -> PerPod:
+    """Each version's counts per pod and step over the last ``seconds`` (``queries.per_source``).
+
+    ``served_seconds``: from the candidate's first step with a request to the
+    last point (None before it served anything).
+    """
+    answers: list[tuple[Mapping[str, q.Points], Mapping[str, q.Points]]] = []
+    for labels in (candidate, stable):
+        if labels is None:
+            answers.append(({}, {}))
+            continue
+        if slo.error_rate is not None:
+            spec = slo.error_rate
+            events_series = selector(spec.requests, labels, spec.errors)
+            total_series = selector(spec.requests, labels)
+        else:
+            assert slo.ratio is not None
+            events_series = selector(slo.ratio.good, labels)
+            total_series = selector(slo.ratio.total, labels)
+        bad, total = q.source_queries(events_series, total_series, seconds, step)
+        what = labels["release"]
+        answers.append((_history(provider, bad, what), _history(provider, total, what)))
+    grid = q.grid_of(*(answer for pair in answers for answer in pair))
+    mine = q.sources_from(*answers[0], grid)
+    theirs = q.sources_from(*answers[1], grid)
+    first = next(
+        (i for i in range(len(grid) - 1) if any(s.totals[i] > 0 for s in mine)),
+        None,
+    )
+    served = None if first is None else grid[-1] - grid[first]
+    return PerPod(mine, theirs, served)
+
+
 def histogram_of(
     provider: MetricProvider, slo: SLO, labels: Mapping[str, str], seconds: int
 ) -> Histogram:
@@ -155,6 +216,14 @@ def judge_typed(
             count_slo = count_spec(slo)
             got = counts_of(provider, slo, candidate, seconds)
             base = counts_of(provider, slo, stable, seconds) if stable else None
+            if judge.scope is Scope.SINCE_START:
+                # Per-pod counts: how bursty errors are (and since when the candidate served).
+                pods = per_pod_of(provider, slo, candidate, stable, seconds + q.LOOKBACK_SECONDS)
+                got = Counts(got.events, got.total, pods.candidate)
+                if base is not None:
+                    base = Counts(base.events, base.total, pods.stable)
+                if pods.served_seconds is not None:
+                    elapsed_seconds = min(elapsed_seconds, max(pods.served_seconds, 1.0))
             judged = judge.counts(count_slo, got, base, budget)
     except MeasureError as error:
         result = verdicts.inconclusive(slo, str(error))
@@ -181,9 +250,7 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
         value = number(key)
         return None if value is None else min(1.0, max(0.0, value))
 
-    eta = None
-    if samples and needed and elapsed_seconds > 0 and needed > samples:
-        eta = (needed - samples) / (samples / elapsed_seconds)
+    eta = eta_seconds(samples, needed, elapsed_seconds)
     return SLOResult(
         slo=slo.name,
         verdict=judged.verdict,
@@ -199,6 +266,23 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
         limit=number("limit"),
         stable_samples=number("stableSamples"),
         samples_needed=needed,
-        eta_seconds=round(eta, 1) if eta is not None and math.isfinite(eta) else None,
+        eta_seconds=eta,
         gathering=judged.verdict.value == "Inconclusive",
     )
+
+
+def eta_seconds(samples: float | None, needed: float | None, served_seconds: float) -> float | None:
+    """Seconds until ``needed`` samples at the pace of ``samples`` over ``served_seconds``.
+
+    ``served_seconds`` should start when the candidate first served (the
+    per-pod counts say when), not when the release started: pods that are
+    still starting serve nothing, and counting that time slows the pace. The
+    pace is taken half a Poisson standard deviation low, so the first ETAs,
+    read off a few samples, are not short by chance.
+    """
+    if not (samples and needed and served_seconds > 0 and needed > samples):
+        return None
+    # The pace half a Poisson sigma low: a few samples in a few seconds say little.
+    pace = max(samples - 0.5 * math.sqrt(samples), 0.5 * samples) / served_seconds
+    eta = (needed - samples) / pace
+    return round(eta, 1) if math.isfinite(eta) else None

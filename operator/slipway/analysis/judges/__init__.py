@@ -32,6 +32,7 @@ from slipway.analysis.judges.base import (
     LatencySLO,
     Scope,
     SLOBudget,
+    Source,
     Tolerance,
 )
 from slipway.analysis.judges.sequential import SequentialJudge
@@ -51,6 +52,7 @@ __all__ = [
     "SLOBudget",
     "Scope",
     "SequentialJudge",
+    "Source",
     "ThresholdJudge",
     "Tolerance",
     "make_judge",

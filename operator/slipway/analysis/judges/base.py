@@ -121,11 +121,48 @@ class LatencySLO:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """One independent source of requests (a pod): its counts in consecutive steps.
+
+    ``events[i]`` out of ``totals[i]`` happened in step ``i`` (oldest first).
+    Every source of both versions handed to one judgement uses the same grid
+    of equal steps (step 0 starts at the same moment for all; a step in which
+    the pod did not exist is ``0, 0``), so that consecutive steps can be merged
+    into longer blocks alike for all. They only measure how much the counts
+    vary beyond independent requests; the test itself uses ``Counts.events``
+    and ``Counts.total``, which need not equal the sources' sums.
+    """
+
+    name: str
+    events: tuple[float, ...]
+    totals: tuple[float, ...]
+
+    @property
+    def problem(self) -> str | None:
+        """Why this source cannot be used, or None."""
+        if len(self.events) != len(self.totals):
+            return f"source {self.name}: {len(self.events)} event steps, {len(self.totals)} totals"
+        for e, n in zip(self.events, self.totals, strict=True):
+            if not (math.isfinite(e) and math.isfinite(n)) or e < 0 or n < 0:
+                return f"source {self.name}: counts must be finite and >= 0"
+            if e > n * (1 + 1e-9) + 1e-9:
+                return f"source {self.name}: {e:g} events out of only {n:g} in one step"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Counts:
-    """``events`` out of ``total`` (floats: Prometheus returns floats)."""
+    """``events`` out of ``total`` (floats: Prometheus returns floats).
+
+    ``sources``: the same counts per pod and step (see ``Source``), from which
+    the sequential judge measures over-dispersion (errors that come in bursts
+    on a pod, or differ between pods). Empty: nothing to measure it by, and
+    requests are taken as independent trials (the binomial variance).
+    """
 
     events: float
     total: float
+    sources: tuple[Source, ...] = ()
 
     @property
     def problem(self) -> str | None:
@@ -136,7 +173,10 @@ class Counts:
             return "counts are negative (a counter reset?)"
         if self.events > self.total * (1 + 1e-9) + 1e-9:
             return f"{self.events:g} events out of only {self.total:g}"
-        return None
+        steps = {len(s.totals) for s in self.sources}
+        if len(steps) > 1:
+            return f"sources cover different numbers of steps: {sorted(steps)}"
+        return next((s.problem for s in self.sources if s.problem), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,11 +84,12 @@ from slipway.analysis.judges.base import (
     no_evidence,
     pct,
 )
+from slipway.analysis.judges.dispersion import Dispersion, dispersion
 from slipway.api.phases import Verdict
 
 NAME: Final = "sequential"
-PLANNING_Z: Final = 1.645
-"""``samples_needed`` aims at a 95 % chance of deciding by then if the estimates hold."""
+PLANNING_PROBABILITY: Final = 0.9
+"""``samples_needed``: decided by then with this chance, for a candidate as good as the stable."""
 
 
 @lru_cache(maxsize=64)
@@ -193,17 +194,23 @@ def decide(
     tau: float,
     fail_alpha: float,
     pass_alpha: float,
+    phi_c: float = 1.0,
+    phi_s: float = 1.0,
+    stable_per_candidate: float | None = None,
 ) -> Decision:
     """Test ``q_c <= a*q_s + b`` on counts of bad events (``a = 0``: the stable is unused).
 
     Fail and Pass are one-sided tests of the boundary, at ``fail_alpha`` and
     ``pass_alpha`` over all looks. No information yet (no events on either
-    side, so no spread to measure): Inconclusive.
+    side, so no spread to measure): Inconclusive. ``phi_c``/``phi_s`` multiply
+    each version's binomial variance (over-dispersion, see ``dispersion``).
     """
     share = bad_c / n_c
     limit = (a * bad_s / n_s if a > 0 else 0.0) + b
     qc, qs = restricted_rates(bad_c, n_c, bad_s, n_s, a, b)
-    variance = qc * (1.0 - qc) / n_c + (a * a * qs * (1.0 - qs) / n_s if a > 0 else 0.0)
+    variance = phi_c * qc * (1.0 - qc) / n_c + (
+        a * a * phi_s * qs * (1.0 - qs) / n_s if a > 0 else 0.0
+    )
     if not (variance > 0 and tau > 0):
         return Decision(Verdict.INCONCLUSIVE, share, limit, None, None, None)
     low = share - half_width(variance, tau, fail_alpha)
@@ -212,9 +219,20 @@ def decide(
         return Decision(Verdict.FAIL, share, limit, low, high, n_c)
     if high < limit:
         return Decision(Verdict.PASS, share, limit, low, high, n_c)
-    margin = share - limit
-    alpha = fail_alpha if margin > 0 else pass_alpha
-    needed = samples_needed(bad_c, n_c, bad_s, n_s, a, tau, abs(margin), alpha)
+    needed = samples_needed(
+        bad_c,
+        n_c,
+        bad_s,
+        n_s,
+        a,
+        b,
+        tau,
+        fail_alpha,
+        pass_alpha,
+        phi_c,
+        phi_s,
+        stable_per_candidate,
+    )
     return Decision(Verdict.INCONCLUSIVE, share, limit, low, high, needed)
 
 
@@ -224,51 +242,116 @@ def samples_needed(
     bad_s: float,
     n_s: float,
     a: float,
+    b: float,
     tau: float,
-    distance: float,
-    alpha: float,
+    fail_alpha: float,
+    pass_alpha: float,
+    phi_c: float = 1.0,
+    phi_s: float = 1.0,
+    stable_per_candidate: float | None = None,
 ) -> float | None:
-    """Candidate samples by which a check decides with 95 % if today's estimates hold.
+    """Candidate samples by which the check is decided with 90 % probability, planned for a
+    candidate as good as the stable (or, once its estimate is past the limit, as bad as that).
 
-    The stable keeps its current number of samples per candidate sample; the
-    answer is the smallest N with ``boundary(N) + 1.645 sd(N) <= distance``
-    (the estimate's distance from the limit). None: not within a billion.
+    The plan: the counts so far stay as they are; the stable gets
+    ``stable_per_candidate`` samples per future candidate sample (the recent
+    split; default: the split so far); future requests of both
+    versions err at one rate q (vs stable: both versions' counts pooled, its
+    uncertainty integrated over; one-sample checks: the candidate's own
+    share). When the candidate's estimate is above the limit, the candidate's
+    future requests err at its own estimate instead (the stable's at its own),
+    taken as exact.
+    The check decides at N when the estimate at N is past the boundary there;
+    a decision before N only helps, so the figure errs long. None: not within
+    a billion samples.
     """
-    if distance <= 0:
+    compared = a > 0 and n_s > 0
+    limit = (a * bad_s / n_s if compared else 0.0) + b
+    leaning_fail = bad_c / n_c > limit
+    if compared and not leaning_fail:
+        pooled_bad, pooled_n, phi = bad_c + bad_s, n_c + n_s, max(phi_c, phi_s)
+    else:
+        pooled_bad, pooled_n, phi = bad_c, n_c, phi_c
+    q0 = _clamped_share(pooled_bad, pooled_n)
+    # A regression is planned at its estimate: its uncertainty would reach back over the limit.
+    spread = 0.0 if leaning_fail else math.sqrt(q0 * (1.0 - q0) * phi / max(pooled_n, 1.0))
+    rates = [(w, min(max(q0 + x * spread, 1e-9), 1.0 - 1e-9)) for x, w in _HERMITE]
+    stable_rate = _clamped_share(bad_s, n_s) if compared else 0.0
+    per_candidate = 0.0
+    if compared:
+        per_candidate = (
+            n_s / max(n_c, 1.0) if stable_per_candidate is None else stable_per_candidate
+        )
+
+    def decided(samples: float) -> float:
+        """The chance the estimate is past either boundary at ``samples``."""
+        stable_n = n_s + (samples - n_c) * per_candidate
+        chance = 0.0
+        for weight, q in rates:
+            qs = stable_rate if leaning_fail else q
+            mean = (bad_c + (samples - n_c) * q) / samples - b
+            spread_now = phi_c * (samples - n_c) * q * (1.0 - q) / (samples * samples)
+            at_limit = min(max(a * qs + b, 1e-9), 1.0 - 1e-9)
+            judged = phi_c * at_limit * (1.0 - at_limit) / samples
+            if compared:
+                pq = qs * (1.0 - qs)
+                mean -= a * (bad_s + (stable_n - n_s) * qs) / stable_n
+                spread_now += a * a * phi_s * (stable_n - n_s) * pq / (stable_n * stable_n)
+                judged += a * a * phi_s * pq / stable_n
+            sd = math.sqrt(spread_now)
+            passed = _normal_cdf((-half_width(judged, tau, pass_alpha) - mean) / sd)
+            failed = _normal_cdf((mean - half_width(judged, tau, fail_alpha)) / sd)
+            chance += weight * min(1.0, passed + failed)
+        return chance
+
+    if not tau > 0 or decided(UNBOUNDED_SAMPLES) < PLANNING_PROBABILITY:
         return None
-    # Half an event at least: a version with no events yet is not one that never errs.
-    qc = _clamped_share(bad_c, n_c)
-    per_sample = qc * (1.0 - qc)
-    if a > 0 and n_s > 0:
-        qs = _clamped_share(bad_s, n_s)
-        per_sample += a * a * qs * (1.0 - qs) * n_c / n_s
-
-    spend = 2.0 * math.log(1.0 / one_sided_level(alpha))
-
-    def reach(samples: float) -> float:
-        """How far from the limit the estimate must be to decide at ``samples``."""
-        variance = per_sample / samples
-        ratio = tau * tau / variance
-        factor = math.sqrt((1.0 + 1.0 / ratio) * (spend + math.log1p(ratio)))
-        return math.sqrt(variance) * (factor + PLANNING_Z)
-
-    if reach(UNBOUNDED_SAMPLES) > distance:
-        return None
-    if reach(max(n_c, 1.0)) <= distance:
-        return math.floor(n_c) + 1.0  # the next look may decide
-    # reach falls with the samples: N = N * (reach(N) / distance)^2 converges in a few
-    # steps where the boundary's log term dominates; bisection in log N otherwise.
-    samples = max(n_c, 1.0)
-    for _ in range(8):
-        nxt = samples * (reach(samples) / distance) ** 2
-        if abs(nxt - samples) <= 0.002 * samples:
-            return float(math.ceil(max(nxt, n_c + 1.0)))
-        samples = nxt
-    low, high = math.log(max(n_c, 1.0)), math.log(UNBOUNDED_SAMPLES)
-    while high - low > 0.005:  # about 0.5 %
+    low = math.floor(n_c) + 1.0
+    if decided(low) >= PLANNING_PROBABILITY:
+        return low  # the next look may decide
+    high = low
+    while decided(high) < PLANNING_PROBABILITY:  # a coarse geometric scan, then bisection
+        low, high = high, min(high * 1.25, UNBOUNDED_SAMPLES)
+    while high - low > max(1.0, 0.005 * low):
         mid = 0.5 * (low + high)
-        low, high = (low, mid) if reach(math.exp(mid)) <= distance else (mid, high)
-    return float(math.ceil(math.exp(high)))
+        low, high = (low, mid) if decided(mid) >= PLANNING_PROBABILITY else (mid, high)
+    return float(math.ceil(high))
+
+
+_HERMITE: Final = (
+    (0.0, 8.0 / 15.0),
+    (1.355626179974266, 0.2220759220056126),
+    (-1.355626179974266, 0.2220759220056126),
+    (2.856970013872806, 0.011257411327720691),
+    (-2.856970013872806, 0.011257411327720691),
+)
+"""Five-point Gauss-Hermite nodes and weights for a standard normal variable."""
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+RECENT_STEPS: Final = 6
+"""The split of the last this many steps of the per-pod counts plans the future's."""
+
+
+def recent_split(candidate: Counts, stable: Counts | None) -> float | None:
+    """Stable samples per candidate sample over the last ``RECENT_STEPS`` steps of the sources.
+
+    The split since the start mixes in the time before the candidate served
+    (or smaller steps); the plan wants the split going on. None without sources.
+    """
+    if stable is None or not candidate.sources or not stable.sources:
+        return None
+    steps = len(candidate.sources[0].totals)
+    first = next(
+        (j for j in range(steps) if any(s.totals[j] > 0 for s in candidate.sources)), steps
+    )
+    begin = max(first, steps - RECENT_STEPS)
+    mine = sum(sum(s.totals[begin:]) for s in candidate.sources)
+    theirs = sum(sum(s.totals[begin:]) for s in stable.sources)
+    return theirs / mine if mine > 0 else None
 
 
 def _clamped_share(bad: float, total: float) -> float:
@@ -310,7 +393,10 @@ def _wording(
     if decision.needed is None:
         need = "the estimate sits on the limit: no sample count is sure to decide"
     else:
-        need = f"about {count(decision.needed)} candidate samples needed to decide"
+        need = (
+            f"about {count(decision.needed)} candidate samples needed to decide"
+            f" ({PLANNING_PROBABILITY:.0%} sure if the candidate is as good as the stable)"
+        )
     return f"{base}, limit {limit}: not decided yet ({samples_text}; {need})"
 
 
@@ -381,13 +467,16 @@ class SequentialJudge:
         fail_alpha = budget.fail_alpha / (
             int(slo.tolerance is not None) + int(slo.bound is not None)
         )
+        spread = dispersion(candidate, stable)
         checks: list[Check] = []
         if slo.tolerance is not None:
             checks.append(
-                self._versus_stable(slo, slo.tolerance, candidate, stable, fail_alpha, budget)
+                self._versus_stable(
+                    slo, slo.tolerance, candidate, stable, fail_alpha, budget, spread
+                )
             )
         if slo.bound is not None:
-            checks.append(self._guard(slo, slo.bound, candidate, fail_alpha, budget))
+            checks.append(self._guard(slo, slo.bound, candidate, fail_alpha, budget, spread))
         return judgement(slo.name, NAME, tuple(checks))
 
     @staticmethod
@@ -398,6 +487,7 @@ class SequentialJudge:
         stable: Counts | None,
         fail_alpha: float,
         budget: SLOBudget,
+        spread: Dispersion,
     ) -> Check:
         n_c = candidate.total
         if stable is None or stable.total <= 0:
@@ -421,14 +511,27 @@ class SequentialJudge:
         tau = b + (a - 1.0) * (bad_s + 0.5) / (n_s + 1.0)
         if tau <= 0:
             tau = 0.5 * (bad_c + bad_s + 0.5) / (n_c + n_s + 1.0)
-        decision = decide(bad_c, n_c, bad_s, n_s, a, b, tau, fail_alpha, budget.pass_alpha)
+        decision = decide(
+            bad_c,
+            n_c,
+            bad_s,
+            n_s,
+            a,
+            b,
+            tau,
+            fail_alpha,
+            budget.pass_alpha,
+            spread.candidate,
+            spread.stable,
+            recent_split(candidate, stable),
+        )
         message = _wording(
             decision,
             show,
             what=slo.metric,
             stable=show(bad_s / n_s),
             limit_text=text,
-            samples_text=_samples(n_c, n_s),
+            samples_text=_samples(n_c, n_s) + spread.describe(),
             fail_alpha=fail_alpha,
             pass_alpha=budget.pass_alpha,
         )
@@ -445,7 +548,12 @@ class SequentialJudge:
 
     @staticmethod
     def _guard(
-        slo: CountSLO, bound: float, candidate: Counts, fail_alpha: float, budget: SLOBudget
+        slo: CountSLO,
+        bound: float,
+        candidate: Counts,
+        fail_alpha: float,
+        budget: SLOBudget,
+        spread: Dispersion,
     ) -> Check:
         lower = slo.better == "lower"
         show = _identity if lower else _mirror
@@ -457,14 +565,16 @@ class SequentialJudge:
             return _open("guard", slo.metric, n_c, f"{text} allows any value", Verdict.PASS)
         # tau: half the bound, an effect a guard rail is there to catch.
         tau = 0.5 * b if b > 0 else 0.5 * (bad_c + 0.5) / (n_c + 1.0)
-        decision = decide(bad_c, n_c, 0.0, 0.0, 0.0, b, tau, fail_alpha, budget.pass_alpha)
+        decision = decide(
+            bad_c, n_c, 0.0, 0.0, 0.0, b, tau, fail_alpha, budget.pass_alpha, spread.candidate
+        )
         message = _wording(
             decision,
             show,
             what=slo.metric,
             stable=None,
             limit_text=text,
-            samples_text=_samples(n_c, None),
+            samples_text=_samples(n_c, None) + spread.describe(),
             fail_alpha=fail_alpha,
             pass_alpha=budget.pass_alpha,
         )
