@@ -79,6 +79,7 @@ from slipway.analysis.judges.base import Histogram
 from slipway.analysis.judges.sequential import tail_bucket
 from slipway.analysis.provider import QueryResult
 from slipway.analysis.templates import release_variables
+from slipway.analysis.verdicts import combine
 from slipway.api import constants as c
 from slipway.api.durations import parse_duration
 from slipway.api.models import (
@@ -89,9 +90,10 @@ from slipway.api.models import (
     RolloutPolicy,
     SLOResult,
 )
-from slipway.api.phases import Phase, Router
+from slipway.api.phases import Phase, Router, Verdict
 from slipway.kube.fingerprint import service_fingerprint
 from slipway.kube.observe import DeploymentState, LiveRoute
+from slipway.rollout import timing
 from slipway.rollout.core import (
     Action,
     ApplyObject,
@@ -103,7 +105,6 @@ from slipway.rollout.core import (
     Situation,
 )
 from slipway.rollout.gate import analysis_due, analysis_settings, error_budget
-from slipway.rollout import timing
 from slipway.rollout.release import decide
 from slipway.traffic import gatewayapi, istio
 from slipway.traffic.routes import service_name
@@ -120,7 +121,8 @@ STABLE_ERRORS, STABLE_ACCURACY = 0.01, 0.90
 LATENCY_MEDIAN, LATENCY_SIGMA = 0.05, 0.6  # p50 50 ms, p95 134 ms, p99 202 ms
 PAST = 1.2  # "just past a tolerance": 1.2x it
 EXPOSED_AT = timedelta(minutes=30)
-AFTER_PAUSES = timedelta(minutes=45)  # the horizon: every pause, then this long
+AFTER_PAUSES = timedelta(minutes=40)  # the horizon: every pause, then this long
+WARMUP = timedelta(minutes=10)  # the stable serves alone first (the per-pod history)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NAMESPACE, STABLE, CANDIDATE = "slipway-demo", "fraud-v1", "fraud-v2"
 FloatArray = npt.NDArray[np.float64]
@@ -165,7 +167,9 @@ def load_configs() -> list[Config]:
         for tier, spec in (yaml.safe_load(VALUES.read_text()).get("policies") or {}).items()
     }
     status = {"stableRelease": STABLE, "stableVersion": "v1"}
-    example_doc = {**example_doc, "status": status}
+    # What the API server adds: a uid (owner references of the children name it).
+    metadata = {**example_doc["metadata"], "uid": "uid-fraud", "generation": 1}
+    example_doc = {**example_doc, "metadata": metadata, "status": status}
     example = ModelDeployment.model_validate(example_doc)
     configs = [
         Config(
@@ -305,30 +309,53 @@ OK, FAILED, CORRECT, LABELLED = range(4)
 
 
 class Store:
-    """Every pod's counts per slot, cumulative, for both releases (what Prometheus scrapes)."""
+    """Every pod's counters per slot, cumulative, for both releases (what Prometheus scrapes).
+
+    Slot 0 starts ``WARMUP`` before the release: the stable served alone then,
+    which is the history the per-pod queries reach back to.
+    """
 
     def __init__(self, slots: int, pods: int) -> None:
         self.pods = pods
         self.cum = {r: np.zeros((slots + 1, pods, FIELDS)) for r in (STABLE, CANDIDATE)}
+        self.alive = {r: np.zeros((slots + 1, pods), dtype=bool) for r in (STABLE, CANDIDATE)}
         self.filled = 0  # slots recorded
 
-    def add(self, counts: Mapping[str, FloatArray]) -> None:
-        """One slot's counts per release, shape (pods, FIELDS)."""
+    def add(self, counts: Mapping[str, FloatArray], pods: Mapping[str, int]) -> None:
+        """One slot's counts per release, shape (pods, FIELDS), and each release's pods."""
         k = self.filled
         for name, cum in self.cum.items():
             cum[k + 1] = cum[k] + counts.get(name, 0.0)
+            self.alive[name][k + 1, : pods.get(name, 0)] = True
         self.filled += 1
 
     def grown(self, release: str, seconds: int) -> FloatArray:
         """Per pod, what each counter grew by over the last ``seconds``."""
         back = min(self.filled, math.ceil(seconds / SLOT))
         cum = self.cum[release]
-        return cum[self.filled] - cum[self.filled - back]
+        grown: FloatArray = cum[self.filled] - cum[self.filled - back]
+        return grown
+
+    def points(
+        self, release: str, seconds: int, step: int
+    ) -> tuple[list[float], FloatArray, npt.NDArray[np.bool_]]:
+        """A subquery's grid over the last ``seconds``: epoch times at multiples of ``step``,
+        every pod's cumulative counters then (times, pods, FIELDS), and which pods existed."""
+        now = self.filled * SLOT
+        first = (now - seconds) // step * step + step
+        times = [t for t in range(max(first, 0), now + 1, step) if t % SLOT == 0]
+        index = [t // SLOT for t in times]
+        origin = (T0 - WARMUP).timestamp()
+        return [origin + t for t in times], self.cum[release][index], self.alive[release][index]
 
 
 _QUERY = re.compile(
     r"^sum(?: by \((?P<by>[a-z_, ]*)\))? ?\(max_over_time\((?P<sel>[^\[]+)\[(?P<sec>\d+)s\]\)"
     r" - min_over_time\((?P=sel)\[(?P=sec)s\]\)\)$"
+)
+_PER_SOURCE = re.compile(
+    r'^label_join\(sum by \(pod, instance\) \((?P<sel>[^()]+)\), "slipway_source", "/",'
+    r' "pod", "instance"\)\[(?P<sec>\d+)s:(?P<step>\d+)s\]$'
 )
 _SELECTOR = re.compile(r"^(?P<metric>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<matchers>.*)\}$")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
@@ -366,39 +393,72 @@ class SimPrometheus:
         return QueryResult(series=series)
 
     def _series(self, promql: str, label: str | None = None) -> dict[str, float] | QueryResult:
+        sub = _PER_SOURCE.match(promql)
+        if sub is not None:
+            return self._history(sub, promql)
         found = _QUERY.match(promql)
-        selector = _SELECTOR.match(found.group("sel")) if found else None
-        if found is None or selector is None:
+        if found is None:
             return QueryResult.failed(f"SimPrometheus cannot answer {promql!r}")
         by = [b.strip() for b in (found.group("by") or "").split(",") if b.strip()]
+        picked = self._pick(found.group("sel"))
+        if isinstance(picked, QueryResult) or picked is None:
+            return picked or {}
+        release, column = picked
+        grown = self.store.grown(release, int(found.group("sec")))  # (pods, FIELDS)
+        if column is None:  # histogram buckets, by le
+            if by != ["le"]:
+                return QueryResult.failed(f"SimPrometheus: buckets only by le, got {promql!r}")
+            totals = np.cumsum(grown[:, 4:], axis=1).sum(axis=0)
+            return {_le(b): float(v) for b, v in zip(BUCKETS, totals, strict=True)}
+        per_pod = grown[:, column].sum(axis=1)
+        if not by:
+            return {"": float(per_pod.sum())}
+        return QueryResult.failed(f"SimPrometheus: cannot group by {by} in {promql!r}")
+
+    def _history(self, sub: re.Match[str], promql: str) -> QueryResult:
+        """``queries.per_source``: each pod's summed counters at every step of the range."""
+        picked = self._pick(sub.group("sel"))
+        if isinstance(picked, QueryResult):
+            return picked
+        if picked is None or picked[1] is None:
+            return QueryResult()
+        release, column = picked
+        times, cum, alive = self.store.points(
+            release, int(sub.group("sec")), int(sub.group("step"))
+        )
+        values = cum[:, :, column].sum(axis=2)  # (times, pods)
+        history = {}
+        stamps = np.asarray(times)
+        for pod in range(values.shape[1]):
+            there = alive[:, pod]
+            if there.any():
+                points = tuple(
+                    zip(stamps[there].tolist(), values[there, pod].tolist(), strict=True)
+                )
+                history[f"{release}-{pod}/10.0.{pod}.1:8080"] = points
+        return QueryResult(history=history)
+
+    def _pick(self, sel: str) -> tuple[str, list[int] | None] | QueryResult | None:
+        """(release, counter columns; None for buckets) a selector names; None: no series."""
+        selector = _SELECTOR.match(sel)
+        if selector is None:
+            return QueryResult.failed(f"SimPrometheus cannot read the selector {sel!r}")
         matchers = {m[0]: (m[1], m[2]) for m in _MATCHER.findall(selector.group("matchers"))}
         release = matchers.get("release", ("=", ""))[1]
         if release not in self.store.cum or matchers.get("namespace", ("=", ""))[1] != NAMESPACE:
-            return {}
-        grown = self.store.grown(release, int(found.group("sec")))  # (pods, FIELDS)
+            return None
         metric = selector.group("metric")
         if metric == "model_requests_total":
             op, code = matchers.get("code", ("", ""))
             codes = {"200": OK, "500": FAILED}
-            keep = [i for c, i in codes.items() if not op or _matches(op, code, c)]
-            per_pod = grown[:, keep].sum(axis=1)
-        elif metric == "model_predictions_correct_total":
-            per_pod = grown[:, CORRECT]
-        elif metric == "model_predictions_total":
-            per_pod = grown[:, LABELLED]
-        elif metric == "model_request_duration_seconds_bucket":
-            cumulative = np.cumsum(grown[:, 4:], axis=1)  # (pods, buckets)
-            if by != ["le"]:
-                return QueryResult.failed(f"SimPrometheus: buckets only by le, got {promql!r}")
-            totals = cumulative.sum(axis=0)
-            return {_le(b): float(v) for b, v in zip(BUCKETS, totals, strict=True)}
-        else:
-            return {}
-        if not by:
-            return {"": float(per_pod.sum())}
-        if by == ["pod"]:
-            return {f"{release}-{i}": float(v) for i, v in enumerate(per_pod)}
-        return QueryResult.failed(f"SimPrometheus: cannot group by {by} in {promql!r}")
+            return release, [i for c, i in codes.items() if not op or _matches(op, code, c)]
+        if metric == "model_predictions_correct_total":
+            return release, [CORRECT]
+        if metric == "model_predictions_total":
+            return release, [LABELLED]
+        if metric == "model_request_duration_seconds_bucket":
+            return release, None
+        return None
 
 
 def _le(bound: float) -> str:
@@ -544,7 +604,8 @@ class Result:
     outcome: str  # promoted, rolled back, undecided
     seconds: float
     reason: str
-    eta_kept: bool | None  # decided by the first stated ETA (None: none stated, or undecided)
+    evidence: float | None  # seconds to the first passing analysis, or to a rollback
+    eta_kept: bool | None  # evidence decided by the first stated ETA (None: none stated)
     exposure: float  # candidate's user share x minutes, until decided (or the horizon)
     exposed_late: bool  # still undecided, serving users, at EXPOSED_AT
 
@@ -558,7 +619,7 @@ def share_recorded_analyses() -> None:
     fields of the tick's new record, before it is kept), so sharing them gives
     the same decisions; ``--exact`` turns this off to check that it does.
     """
-    AnalysisRecord.__deepcopy__ = _same  # type: ignore[method-assign]
+    AnalysisRecord.__deepcopy__ = _same  # type: ignore[method-assign,assignment]
 
 
 def skip_idle_reconciles() -> None:
@@ -593,11 +654,17 @@ def roll_out(config: Config, world: World, rate: float, judge: str, seed: Sequen
     end = int(horizon(config).total_seconds())
     sim = Sim(config, world, rate, np.random.default_rng(list(seed)), model)
     sim._scale(STABLE, service_name(model, STABLE), model.spec.replicas)
-    store = Store(end // SLOT + 1, model.spec.replicas)
+    warm = int(WARMUP.total_seconds()) // SLOT
+    store = Store(warm + end // SLOT + 1, model.spec.replicas)
+    alone = Traffic({STABLE: 1.0}, {}, {STABLE: model.spec.replicas})
+    for slot in range(warm):
+        store.add(sim.serve(alone, slot), alone.pods)
     provider = SimPrometheus(store)
     stable_vars = release_variables(NAMESPACE, "fraud", STABLE, "v1")
     candidate_vars = release_variables(NAMESPACE, "fraud", CANDIDATE, "v2")
-    now_s, exposure, eta_at = 0, 0.0, None
+    now_s, exposure = 0, 0.0
+    eta_at: float | None = None
+    evidence: float | None = None
     exposed_late = False
     while True:
         now = T0 + timedelta(seconds=now_s)
@@ -617,6 +684,8 @@ def roll_out(config: Config, world: World, rate: float, judge: str, seed: Sequen
             if eta_at is None:
                 etas = [r.eta_seconds for r in results if r.eta_seconds]
                 eta_at = now_s + max(etas) if etas else None
+            if evidence is None and combine(results) is Verdict.PASS:
+                evidence = now_s
         decision = decide(situation)
         sim.apply(decision.actions)
         sim.release = sim.release.model_copy(update={"status": decision.status})
@@ -624,10 +693,13 @@ def roll_out(config: Config, world: World, rate: float, judge: str, seed: Sequen
         if phase.is_terminal:
             outcome = "promoted" if phase is Phase.SUCCEEDED else "rolled back"
             reason = next((c.reason for c in decision.status.conditions if c.type == "Ready"), "")
-            kept = None if eta_at is None else now_s <= eta_at
-            return Result(outcome, now_s, reason, kept, exposure, exposed_late)
+            if evidence is None and outcome == "rolled back":
+                evidence = now_s
+            kept = None if eta_at is None or evidence is None else evidence <= eta_at
+            return Result(outcome, now_s, reason, evidence, kept, exposure, exposed_late)
         if now_s >= end:
-            return Result("undecided", now_s, "", None, exposure, exposed_late)
+            kept = None if eta_at is None else evidence is not None and evidence <= eta_at
+            return Result("undecided", now_s, "", evidence, kept, exposure, exposed_late)
         look = decision.look_again_at or now + timedelta(seconds=SLOT)
         if decision.actions:  # the cluster changed: the watch brings the next reconcile
             look = now + timedelta(seconds=SLOT)
@@ -636,7 +708,7 @@ def roll_out(config: Config, world: World, rate: float, judge: str, seed: Sequen
         traffic = sim.traffic()
         user = traffic.users.get(CANDIDATE, 0.0)
         for slot in range(now_s // SLOT, later // SLOT):
-            store.add(sim.serve(traffic, slot))
+            store.add(sim.serve(traffic, warm + slot), traffic.pods)
         exposure += user * 100 * (later - now_s) / 60.0
         if now_s < EXPOSED_AT.total_seconds() <= later and user > 0:
             exposed_late = True
@@ -813,7 +885,8 @@ def quantile(values: Sequence[float], q: float) -> float | None:
 
 
 def row(results: Sequence[Result]) -> dict[str, Any]:
-    decided = [r.seconds for r in results if r.outcome != "undecided"]
+    decided = [math.inf if r.evidence is None else r.evidence for r in results]
+    ended = [r.seconds for r in results if r.outcome != "undecided"]
     stated = [r.eta_kept for r in results if r.eta_kept is not None]
     return {
         "rollback": share(results, "rolled back"),
@@ -821,6 +894,7 @@ def row(results: Sequence[Result]) -> dict[str, Any]:
         "undecided": share(results, "undecided"),
         "t50": quantile(decided, 0.5),
         "t90": quantile(decided, 0.9),
+        "done": quantile(ended, 0.5),
         "eta": sum(stated) / len(stated) if stated else math.nan,
         "exposure": statistics.fmean(r.exposure for r in results),
         "late": sum(r.exposed_late for r in results) / len(results),
@@ -839,7 +913,7 @@ def _reasons(results: Sequence[Result]) -> str:
 def cells_for(args: argparse.Namespace) -> list[Cell]:
     """Every (config, world, rate, judge) cell in batches; identical worlds get more trials."""
     cells = []
-    for c, config in enumerate(CONFIGS):
+    for ci, config in enumerate(CONFIGS):
         if args.only and config.name not in args.only:
             continue
         for w, world in enumerate(worlds(config.model)):
@@ -853,7 +927,7 @@ def cells_for(args: argparse.Namespace) -> list[Cell]:
                     for start in range(0, trials, BATCH):
                         cells.append(
                             Cell(
-                                c,
+                                ci,
                                 w,
                                 rate,
                                 judge,
@@ -871,20 +945,19 @@ Table = dict[tuple[int, int, int, str], list[Result]]
 
 def report(table: Table) -> list[str]:
     """One line per (config, candidate, traffic): the sequential judge, then the baseline."""
-    head = (
-        f"{'':38}{'sequential (what ships)':^74}  {'threshold (naive)':^22}\n"
-        f"{'config':9}{'candidate':24}{'req/s':>5}  {'rollback':>8} {'promote':>7} {'undec':>6}"
-        f" {'t50':>6} {'t90':>6} {'optimum':>7} {'ETA ok':>6} {'expo':>7} {'@30m':>5}"
-        f" {'trials':>6}  {'rollback':>8} {'undec':>6} {'t50':>6}"
-    )
-    lines = head.split("\n")
-    for c, config in enumerate(CONFIGS):
+    lines = [
+        f"{'':38}{'sequential (what ships)':^81}  {'threshold (naive)':^22}",
+        f"{'config':9}{'candidate':24}{'req/s':>5}  {'rollback':>8}     {'promote':>7}"
+        f" {'undec':>5} {'t50':>6} {'t90':>6} {'optimum':>7} {'ETA ok':>6} {'done':>6}"
+        f" {'expo':>6} {'@30m':>5} {'n':>4}  {'rollback':>8} {'undec':>5} {'done':>6}",
+    ]
+    for ci, config in enumerate(CONFIGS):
         budget = error_budget(config.model, config.policy).false_rollback
         shown = False
         for w, world in enumerate(worlds(config.model)):
             for rate in BURST_RATES if world.bursty else RATES:
-                seq = table.get((c, w, rate, "sequential"))
-                base = table.get((c, w, rate, "threshold"))
+                seq = table.get((ci, w, rate, "sequential"))
+                base = table.get((ci, w, rate, "threshold"))
                 if not seq:
                     continue
                 if not shown:
@@ -894,13 +967,14 @@ def report(table: Table) -> list[str]:
                 mark = ""
                 if not world.regression:
                     mark = " ok" if s["rollback"] <= budget else " OVER"
+                eta = "-" if math.isnan(s["eta"]) else f"{s['eta']:.0%}"
                 lines.append(
-                    f"{config.name:9}{world.name:24}{rate:>5}  {s['rollback']:>7.1%}{mark:5}"
-                    f"{s['promote']:>6.0%} {s['undecided']:>6.0%} {minutes(s['t50']):>6}"
+                    f"{config.name:9}{world.name:24}{rate:>5}  {s['rollback']:>8.1%}{mark:5}"
+                    f"{s['promote']:>7.0%} {s['undecided']:>5.0%} {minutes(s['t50']):>6}"
                     f" {minutes(s['t90']):>6} {minutes(optimum_seconds(config, world, rate)):>7}"
-                    f" {s['eta']:>6.0%} {s['exposure']:>7.0f} {s['late']:>5.0%} {len(seq):>6}"
-                    f"  {b['rollback']:>8.1%} {b['undecided']:>6.0%} {minutes(b['t50']):>6}"
-                    + (f"   [{s['reasons']}]" if s["reasons"] else "")
+                    f" {eta:>6} {minutes(s['done']):>6} {s['exposure']:>6.0f} {s['late']:>5.0%}"
+                    f" {len(seq):>4}  {b['rollback']:>8.1%} {b['undecided']:>5.0%}"
+                    f" {minutes(b['done']):>6}" + (f"   [{s['reasons']}]" if s["reasons"] else "")
                 )
     return lines
 
@@ -908,19 +982,22 @@ def report(table: Table) -> list[str]:
 NOTES = (
     "rollback: share rolled back (identical candidate: a FALSE rollback, marked against the"
     " release's falseRollback budget; past a tolerance: detection); promote / undec: promoted,"
-    " or still undecided at the horizon (every pause plus 45 min). t50 / t90: median and 90th"
-    " percentile time to promotion or rollback, from the release's start; optimum: the time"
+    " or neither by the horizon (every pause plus 40 min). t50 / t90: median and 90th"
+    " percentile time from the release's start to the evidence's decision (the first analysis"
+    " that passes every SLO, or the rollback; 'never': not by the horizon); optimum: the time"
     " a fixed-sample test with the same error rates needs on the true rates at the first"
-    " canary step's share (a shadow phase's copies not counted). ETA ok: share of decisions"
-    " made by the first etaSeconds stated (rollouts that stated one). expo: the candidate's"
-    " share of user requests x minutes until the decision (or the horizon), mean, in %·min"
-    " (25 % for 30 min = 750); @30m: share of rollouts still undecided and serving users at"
-    " 30 min. [..]: why the sequential judge's rollouts were rolled back."
+    " canary step's share (a shadow phase's copies not counted). ETA ok: share of those"
+    " decisions made by the first etaSeconds stated (among rollouts that stated one; the"
+    " judge states the time by which it decides with 90 % probability for a candidate as good"
+    " as the stable). done: median time to promotion or rollback. expo: the candidate's share"
+    " of user requests x minutes until then (or the horizon), mean, in %·min (25 % for 30 min"
+    " = 750); @30m: share of rollouts still undecided and serving users at 30 min. n: rollouts"
+    " of the sequential judge in the row. [..]: why they were rolled back."
 )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global EXACT  # noqa: PLW0603 - the workers read it (fork)
+    global EXACT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--identical", type=int, default=100, help="rollouts per identical cell")
     parser.add_argument("--regressions", type=int, default=40, help="rollouts per regression cell")
