@@ -194,3 +194,25 @@ def test_undecided_weight_outside_1_to_99_is_refused() -> None:
     for bad in (0, 100):
         with pytest.raises(pydantic.ValidationError, match="undecidedWeight"):
             policy(analysis={"undecidedWeight": bad})
+
+
+def test_chart_tiers_bound_exposure_below_their_first_step() -> None:
+    """The shipped tiers parse, and an undecidedWeight never exceeds the tier's first step
+    (above it the setting could only raise a first step's weight, never lower it)."""
+    from pathlib import Path
+
+    import yaml
+
+    values = yaml.safe_load(
+        (Path(__file__).parents[2] / "charts" / "slipway" / "values.yaml").read_text()
+    )
+    bounded = 0
+    for tier, spec in values["policies"].items():
+        pol = RolloutPolicy.model_validate({"metadata": {"name": tier}, "spec": spec})
+        analysis = pol.spec.analysis
+        assert analysis is not None, tier
+        if analysis.undecided_weight is not None:
+            first = pol.spec.canary.steps[0].weight if pol.spec.canary else 25
+            assert analysis.undecided_weight <= first, tier
+        bounded += analysis.max_undecided is not None
+    assert bounded == len(values["policies"])
