@@ -12,8 +12,15 @@ What runs is the operator's own decision path, not a model of it:
 ``undecidedWeight`` / ``maxUndecided``, the router's placement), fed by
 ``analysis.analyze`` with the ModelDeployment's SLOs, whose PromQL is answered
 by a small in-memory Prometheus (``SimPrometheus``) over per-pod, per-5 s
-counters. The world applies the decisions' actions (Deployments scale, routes
-change) and the next reconcile comes at the decision's ``lookAgainAt``.
+counters (the stable serves alone for 10 minutes first: the history the
+per-pod queries reach back to). The world applies the decisions' actions
+(Deployments scale with their pods ready at once, routes change and are
+live); a change brings the next reconcile one 5 s slot later (the watch),
+otherwise it comes at the decision's ``lookAgainAt``. Two shortcuts keep it
+fast and change no decision (``--exact`` turns both off; checked equal on
+seeded rollouts): analysis records in status are shared rather than deep-copied
+each reconcile, and the 10 s safety-net reconciles between ``timing.next_look``
+moments are skipped.
 
 What is judged is read from the files that ship:
 
@@ -41,6 +48,13 @@ distribution with the same mean and a coefficient of variation of 3 (2), for
 both versions. A candidate is identical, or just past one tolerance of the
 example's SLOs (1.2x the tolerance: errors +2.4 points, accuracy -6 points,
 every latency x1.6 against p95 <= x1.5).
+
+Beside the example runs ``ex-nolim``: the same, with the tier's undecidedWeight
+and maxUndecided removed (Slipway before they existed), to show what they
+change in exposure and in false rollbacks. A rollback of an identical
+candidate is counted apart by cause: an SLO failure (the judge's error, held
+to ``falseRollback``) or the settings (``onInconclusive: rollback`` past a
+step's progressDeadline, or maxUndecided), which the settings chose.
 
 The naive baseline is the ``threshold`` judge (one window's point estimate,
 failures counted against failureLimit) in the same settings, through the same
