@@ -207,3 +207,13 @@ def test_query_result_flags(result: QueryResult, ok: bool, no_data: bool) -> Non
 
 def test_long_errors_are_cut_for_status() -> None:
     assert len(QueryResult.failed("x" * 5000).error or "") == 300
+
+
+def test_typed_slos_cost_per_pod_queries_only_with_the_sequential_judge() -> None:
+    errors = SLO.model_validate({"name": "e", "errorRate": {}, "threshold": {"max": 0.1}})
+    latency = SLO.model_validate(
+        {"name": "l", "latency": {"quantile": 0.95}, "threshold": {"max": 0.2}}
+    )
+    sequential, threshold = AnalysisSettings(), AnalysisSettings(judge="threshold")
+    assert (queries_for(errors, sequential), queries_for(errors, threshold)) == (8, 4)
+    assert (queries_for(latency, sequential), queries_for(latency, threshold)) == (3, 2)

@@ -37,7 +37,9 @@ def _needs_samples(slo: SLO, settings: AnalysisSettings) -> bool:
 def queries_for(slo: SLO, settings: AnalysisSettings) -> int:
     """Queries one SLO costs per tick when the backend answers everything."""
     if slo.latency is not None:
-        return 2  # the candidate's and the stable's buckets
+        # the candidate's and the stable's buckets; the sequential judge, while undecided,
+        # also reads since when the candidate served (its ETA)
+        return 3 if make_judge(settings.judge).scope is Scope.SINCE_START else 2
     if slo.typed:
         # events and total for both releases; the sequential judge also reads them per pod
         return 8 if make_judge(settings.judge).scope is Scope.SINCE_START else 4

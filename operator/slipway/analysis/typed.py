@@ -37,6 +37,7 @@ from slipway.analysis.judges import queries as q
 from slipway.analysis.judges.queries import selector
 from slipway.analysis.provider import MetricProvider, QueryResult
 from slipway.api.models import SLO, SLOResult, SLOThreshold
+from slipway.api.phases import Verdict
 
 
 class MeasureError(Exception):
@@ -174,6 +175,22 @@ def per_pod_of(
     return PerPod(mine, theirs, served)
 
 
+def served_seconds_of(
+    provider: MetricProvider, series: str, seconds: int, step: int = q.STEP_SECONDS
+) -> float | None:
+    """Seconds since the first step in which ``series`` (a release's counter) grew, or None.
+
+    Only for the ETA: a failed query leaves the release's start as the start.
+    """
+    result = provider.query_by(q.per_source(series, seconds, step), q.SOURCE_LABEL)
+    if not result.ok or not result.history:
+        return None
+    grid = q.grid_of(result.history)
+    pods = q.sources_from({}, result.history, grid)
+    first = next((i for i in range(len(grid) - 1) if any(p.totals[i] > 0 for p in pods)), None)
+    return None if first is None else grid[-1] - grid[first]
+
+
 def histogram_of(
     provider: MetricProvider, slo: SLO, labels: Mapping[str, str], seconds: int
 ) -> Histogram:
@@ -212,6 +229,14 @@ def judge_typed(
             mine = histogram_of(provider, slo, candidate, seconds)
             theirs = histogram_of(provider, slo, stable, seconds) if stable else None
             judged = judge.latency(spec, mine, theirs, budget)
+            if judge.scope is Scope.SINCE_START and judged.verdict is Verdict.INCONCLUSIVE:
+                # The ETA's pace: since the candidate's first request, as for counts.
+                assert slo.latency is not None
+                served = served_seconds_of(
+                    provider, selector(f"{slo.latency.histogram}_count", candidate), seconds
+                )
+                if served is not None:
+                    elapsed_seconds = min(elapsed_seconds, max(served, 1.0))
         else:
             count_slo = count_spec(slo)
             got = counts_of(provider, slo, candidate, seconds)

@@ -612,10 +612,14 @@ class SLOResult(ApiModel):
     limit: float | None = Field(default=None, description="The limit the bound is held to.")
     stable_samples: float | None = None
     samples_needed: float | None = Field(
-        default=None, description="Candidate samples at which a decision is expected."
+        default=None,
+        description="Candidate samples by which the SLO is decided with 90 % probability if"
+        " the candidate is as good as the stable (once its estimate is past the limit: as bad"
+        " as that estimate).",
     )
     eta_seconds: float | None = Field(
-        default=None, description="At the candidate's traffic so far, time to samplesNeeded."
+        default=None,
+        description="Time to samplesNeeded at the candidate's pace since it first served.",
     )
     gathering: bool = Field(
         default=False,

@@ -243,8 +243,9 @@ class Check:
     than a bucket bound). ``lower``/``upper`` bound the candidate's value
     (the sequential judge: confidence bounds valid at every look, folding in
     the stable's uncertainty; the threshold judge: None). ``samples_needed``
-    is the candidate sample count at which the decision is expected (95 %)
-    if the current estimates are right; None when no count would do.
+    is the candidate sample count by which the check is decided with 90 %
+    probability if the candidate is as good as the stable (once its estimate
+    is past the limit: if that estimate holds); None when no count would do.
     """
 
     name: str

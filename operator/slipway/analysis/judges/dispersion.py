@@ -23,9 +23,9 @@ not; so the factor taken is the largest over the block lengths.
 Conservative, and cheap when nothing is wrong:
 
 - a block length counts only when it shows over-dispersion beyond doubt
-  (``X2`` above its null mean by ``PRETEST_Z`` null standard deviations, the
-  null variance including the small-count term), so independent errors
-  almost never widen a test (power kept);
+  (``X2`` above the 99.9 % quantile of its null distribution, a scaled
+  chi-square whose variance includes the small-count term), so independent
+  errors rarely widen a test (power kept);
 - when it does, k' is taken at an upper confidence bound (``CONFIDENCE``) of
   the mean dispersion (a scaled chi-square with Satterthwaite's degrees of
   freedom): few pods and few steps give a weak estimate and a wide bound;
@@ -55,7 +55,7 @@ from typing import Final
 from slipway.analysis.judges.base import Counts, Source
 
 PRETEST_Z: Final = 3.09
-"""A block length counts when X2 exceeds its null mean by this many null sds (~0.1 % each)."""
+"""A block length counts when X2 is above its null distribution's 99.9 % quantile (this z)."""
 
 CONFIDENCE: Final = 0.9
 """Upper confidence level of the mean dispersion once a block length counts."""
@@ -170,8 +170,10 @@ def dispersion(candidate: Counts, stable: Counts | None) -> Dispersion:
         df = sum(v.df for v in levels)
         null_var = sum(v.null_var for v in levels)
         weight = sum(v.weight for v in levels)
-        if df >= 1 and weight > 0 and x2 > df + PRETEST_Z * math.sqrt(null_var):
-            df_eff = min(df, 2.0 * df * df / null_var)
+        df_eff = min(df, 2.0 * df * df / null_var) if df >= 1 else 0.0
+        # X2 * df_eff / df is about chi-square with df_eff degrees of freedom when requests
+        # are independent (Satterthwaite: the small-count term widens it).
+        if df_eff > 0 and weight > 0 and x2 * df_eff / df > chi2_quantile(df_eff, PRETEST_Z):
             mean_upper = x2 / chi2_quantile(df_eff, -_Z_CONFIDENCE) * (df_eff / df)
             extra = max(mean_upper - 1.0, 0.0) * df / weight
             here_c = 1.0 + extra * _spread(_blocks(mine, start, steps, length))

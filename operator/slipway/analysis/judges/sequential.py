@@ -21,9 +21,11 @@ Farrington-Manning score test, good with few events where the Wald variance
 is zero and overconfident). The estimate, scaled by its information 1/V, is
 close to a Brownian motion in information time on the boundary (each
 version's requests are i.i.d. whatever the split, so changing steps mostly
-change how fast information grows). A normal-mixture boundary (Robbins; the mixture
-SPRT of Johari et al., "Always valid inference", 2017) on that motion is
-crossed with probability at most alpha over all time: the confidence bound
+change how fast information grows; with bursts, each version's variance is
+multiplied by its measured over-dispersion, see below). A normal-mixture
+boundary (Robbins; the mixture SPRT of Johari et al., "Always valid
+inference", 2017) on that motion is crossed with probability at most alpha
+over all time: the confidence bound
 ``m_hat +- sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha') + log(1 + tau^2 / V)))``.
 Each side is a one-sided test at its own alpha (alpha' corrects the two-sided
 mixture for one side). tau, the effect size the boundary is tuned to, is the
@@ -38,6 +40,28 @@ tolerance on the share above B, widened to at least ``min_effect``. Then it
 is the ratio test above on "slower than B". An absolute ``max_seconds``
 ceiling is a one-sample check on the share above it (failing only on a bound
 at or above the ceiling, passing only on one at or below it).
+
+What each test assumes.
+
+- Ratio vs stable and ratio guard rail (error rate, accuracy): with per-pod
+  counts (``Counts.sources``), that pods are independent of each other and a
+  pod's state (its error rate) changes within the range read: bursts on a
+  pod, and pods that differ, widen the test by the over-dispersion measured
+  (``dispersion``: a variance factor per version, taken at an upper
+  confidence bound, only where the counts show it beyond doubt, floored at 1;
+  the stable's pods read 10 minutes back measure it while the candidate
+  still has one pod). A burst on every pod at once (a shared dependency) is
+  the same for both versions and cancels in the comparison, not in the guard
+  rail. Without per-pod counts: every request an independent trial (the
+  binomial variance) -- bursts then roll back identical models.
+- Latency (vs stable and ceiling): every request an independent trial; no
+  per-pod histograms are read, so bursts of slow requests are not allowed for.
+- Both: the stable's and the candidate's rates steady during the rollout
+  apart from those bursts.
+
+``samples_needed`` is a plan, not a promise: the sample count by which a
+check is decided with 90 % probability if the candidate is as good as the
+stable (once its estimate is past the limit: if that estimate holds).
 
 Budget (``ErrorBudget``, a policy parameter tiers may tighten). A release
 may be rolled back while within tolerance with probability at most
@@ -56,7 +80,10 @@ Approximations, stated: the test is asymptotic (normal) in the counts, the
 score variance and a mixture scale read from the data keep small counts
 conservative (the benchmark and the unit tests measure it); rates are taken
 as steady during a rollout (a traffic mix that shifts with the split would
-bias both judges alike).
+bias both judges alike). A variance factor estimated at each look and
+plugged into the mixture boundary keeps the boundary's guarantee only as
+far as the factor is not below the truth: hence its upper confidence bound
+(e2e/bench_bursts.py measures the false-rollback rate it leaves).
 """
 
 from __future__ import annotations
@@ -489,6 +516,12 @@ class SequentialJudge:
         budget: SLOBudget,
         spread: Dispersion,
     ) -> Check:
+        """``q_c <= a*q_s + b`` on bad shares (see the module).
+
+        Assumes: requests independent within each pod and step block beyond the
+        over-dispersion ``spread`` measured from the per-pod counts (none given:
+        every request independent); both versions' rates steady apart from that.
+        """
         n_c = candidate.total
         if stable is None or stable.total <= 0:
             return _open("vs stable", slo.metric, n_c, "no stable samples to compare with")
@@ -555,6 +588,12 @@ class SequentialJudge:
         budget: SLOBudget,
         spread: Dispersion,
     ) -> Check:
+        """``q_c <= bound`` on the candidate's bad share alone (one-sample).
+
+        Assumes what the comparison does, for the candidate only: a burst on
+        every pod at once is not cancelled by a stable here, but it is measured
+        as over-dispersion over time when the counts show it.
+        """
         lower = slo.better == "lower"
         show = _identity if lower else _mirror
         n_c = candidate.total
@@ -625,6 +664,11 @@ class SequentialJudge:
         fail_alpha: float,
         pass_alpha: float,
     ) -> Check:
+        """The tail share above a bucket bound vs the stable's (see the module).
+
+        Assumes every request independent: no per-pod histograms are read, so
+        bursts of slow requests are not allowed for.
+        """
         assert slo.tolerance is not None
         cand, base = histograms.common(candidate, stable)
         n_c, n_s = histograms.total(cand), histograms.total(base)
@@ -735,7 +779,9 @@ class SequentialJudge:
     def _latency_ceiling(
         self, slo: LatencySLO, candidate: Histogram, fail_alpha: float, pass_alpha: float
     ) -> Check:
-        """``quantile <= max_seconds``: fail on a bound at or above it, pass on one at or below."""
+        """``quantile <= max_seconds``: fail on a bound at or above it, pass on one at or below.
+
+        Assumes every request independent (no per-pod histograms are read)."""
         assert slo.max_seconds is not None
         n_c = histograms.total(candidate)
         finite = candidate.bounds[:-1]
