@@ -492,6 +492,8 @@ class SimPrometheus:
             return release, [LABELLED]
         if metric == "model_request_duration_seconds_bucket":
             return release, None
+        if metric == "model_request_duration_seconds_count":
+            return release, [OK, FAILED]
         return None
 
 
