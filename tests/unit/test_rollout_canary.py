@@ -590,6 +590,24 @@ def test_nothing_is_tracked_without_either_limit() -> None:
     assert decision.status.desired_weight == 50
 
 
+def test_lowered_weight_the_router_cannot_reach_says_what_it_achieves() -> None:
+    since = T0 + timedelta(seconds=5)
+    status, deps = at_step_two(undecidedSince=since.isoformat())
+    deps["fraud-v2"] = deployment("fraud-v2", ready=1, replicas=1)
+    deps["fraud-v1"] = deployment("fraud-v1", ready=3, replicas=3)
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=10),
+        deployments=deps,
+        model_deployment=careful(undecidedWeight=10),
+    )
+    assert decision.status.desired_weight == 10
+    assert decision.status.weight == 25  # one pod of four: the replicas router's least
+    assert "lowered to 10% from the step's 50% (undecidedWeight, 25% achieved)" in (
+        decision.status.message or ""
+    )
+
+
 def test_a_step_at_or_below_undecided_weight_keeps_its_weight() -> None:
     status, deps = at_step(1, 1, 3)
     status["steps"] = FOUR_STEPS["steps"]

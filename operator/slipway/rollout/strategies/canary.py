@@ -230,10 +230,12 @@ def track_undecided(
 def _lowered_message(status: ModelReleaseStatus, step_weight: int, desired: int) -> str:
     since = status.undecided_since
     when = since.strftime("%H:%M:%SZ") if since else "?"
+    achieved = status.weight
+    router = f", {achieved}% achieved" if achieved is not None and achieved != desired else ""
     return (
-        f"weight lowered to {desired}% from the step's {step_weight}% (undecidedWeight): the"
-        f" evidence has leaned toward a regression since {when}; it returns once an analysis"
-        " passes"
+        f"weight lowered to {desired}% from the step's {step_weight}% (undecidedWeight{router}):"
+        f" the evidence has leaned toward a regression since {when}; it returns once an"
+        " analysis passes"
     )
 
 
