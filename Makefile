@@ -98,6 +98,16 @@ bench-decisions: venv
 bench-calibration: venv
 	$(BIN)/python -m e2e.bench_calibration
 
+# Issue 13: false rollbacks under bursts of errors and power, with and without per-pod counts.
+.PHONY: bench-bursts
+bench-bursts: venv
+	$(BIN)/python -m e2e.bench_bursts
+
+# Issue 13: how often the first samplesNeeded/etaSeconds came true (target 90 %).
+.PHONY: bench-eta
+bench-eta: venv
+	$(BIN)/python -m e2e.bench_eta
+
 lock:
 	rm -rf /tmp/slipway-lock && $(PYTHON) -m venv /tmp/slipway-lock
 	/tmp/slipway-lock/bin/pip install -q -e '.[dev]'

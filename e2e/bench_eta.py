@@ -25,7 +25,7 @@ The world (stated, so the figures can be argued with):
   into seconds at the candidate's samples per second since the release's
   start; "now": the judge's ``samples_needed`` (90 % for a candidate as good
   as the stable) at the candidate's samples per second since it first
-  served (``typed.eta_seconds``).
+  served (``typed.eta_seconds``), rounded up to the look that can decide.
 
 A rollout counts where the first look that has candidate samples is
 undecided and states an ETA; "by ETA" is the share of those decided (Pass
@@ -141,7 +141,7 @@ def eta_calibration(
             if first is None:
                 check = judged.deciding
                 assert check is not None and served_since is not None
-                now = eta_seconds(n_c, check.samples_needed, t - served_since)
+                now = eta_seconds(n_c, check.samples_needed, t - served_since, tick)
                 needed_today = _today_samples_needed(e_c, n_c, e_s, n_s, tolerance.absolute)
                 today = None  # today's: the pace since the release started, as it was
                 if needed_today is not None and needed_today > n_c:

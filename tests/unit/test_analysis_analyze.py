@@ -217,3 +217,14 @@ def test_typed_slos_cost_per_pod_queries_only_with_the_sequential_judge() -> Non
     sequential, threshold = AnalysisSettings(), AnalysisSettings(judge="threshold")
     assert (queries_for(errors, sequential), queries_for(errors, threshold)) == (8, 4)
     assert (queries_for(latency, sequential), queries_for(latency, threshold)) == (3, 2)
+
+
+def test_eta_paces_from_first_service_and_waits_for_a_look() -> None:
+    from slipway.analysis.typed import eta_seconds
+
+    # 100 samples in 10 s served: pace half a Poisson sigma low, (100 - 5) / 10 = 9.5/s
+    assert eta_seconds(100, 195, 10.0) == pytest.approx(95 / 9.5, abs=0.1)
+    assert eta_seconds(100, 195, 10.0, look_seconds=30.0) == 30.0  # decided at the next look
+    assert eta_seconds(100, 1000, 10.0, look_seconds=30.0) == 120.0
+    assert eta_seconds(100, 100, 10.0) is None and eta_seconds(0, 100, 10.0) is None
+    assert eta_seconds(100, None, 10.0) is None and eta_seconds(100, 200, 0.0) is None

@@ -99,6 +99,7 @@ def analyze(
                 variables_for_stable,
                 evidence,
                 budget,
+                parse_duration(settings.interval).total_seconds(),
             )
             if measured.unreachable:
                 down = QueryResult.failed(measured.result.reason, unreachable=True)
@@ -178,6 +179,7 @@ def _typed(
     stable: Mapping[str, str] | None,
     evidence: Evidence | None,
     budget: SLOBudget,
+    look_seconds: float = 0.0,
 ) -> Measured:
     """A typed SLO over the range its judge wants: the window, or since the start."""
     window = int(parse_duration(slo.window).total_seconds())
@@ -202,4 +204,5 @@ def _typed(
         seconds,
         elapsed,
         budget,
+        look_seconds,
     )

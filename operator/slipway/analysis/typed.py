@@ -216,6 +216,7 @@ def judge_typed(
     seconds: int,
     elapsed_seconds: float,
     budget: SLOBudget,
+    look_seconds: float = 0.0,
 ) -> Measured:
     """Measure one typed SLO for both releases and judge it; never raises.
 
@@ -256,10 +257,12 @@ def judge_typed(
     except ValueError as error:  # a threshold the kind cannot use (e.g. min on an error rate)
         result = verdicts.inconclusive(slo, str(error))
         return Measured(result.model_copy(update={"judge": judge.name}), False)
-    return Measured(to_result(slo, judged, elapsed_seconds), False)
+    return Measured(to_result(slo, judged, elapsed_seconds, look_seconds), False)
 
 
-def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
+def to_result(
+    slo: SLO, judged: Judgement, elapsed_seconds: float, look_seconds: float = 0.0
+) -> SLOResult:
     """A judgement as status carries it, with the time it should take to decide."""
     shown = judged.status()
 
@@ -275,7 +278,7 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
         value = number(key)
         return None if value is None else min(1.0, max(0.0, value))
 
-    eta = eta_seconds(samples, needed, elapsed_seconds)
+    eta = eta_seconds(samples, needed, elapsed_seconds, look_seconds)
     return SLOResult(
         slo=slo.name,
         verdict=judged.verdict,
@@ -296,18 +299,23 @@ def to_result(slo: SLO, judged: Judgement, elapsed_seconds: float) -> SLOResult:
     )
 
 
-def eta_seconds(samples: float | None, needed: float | None, served_seconds: float) -> float | None:
+def eta_seconds(
+    samples: float | None, needed: float | None, served_seconds: float, look_seconds: float = 0.0
+) -> float | None:
     """Seconds until ``needed`` samples at the pace of ``samples`` over ``served_seconds``.
 
     ``served_seconds`` should start when the candidate first served (the
     per-pod counts say when), not when the release started: pods that are
     still starting serve nothing, and counting that time slows the pace. The
     pace is taken half a Poisson standard deviation low, so the first ETAs,
-    read off a few samples, are not short by chance.
+    read off a few samples, are not short by chance; with ``look_seconds``
+    (the analysis interval) it is rounded up to the look that can decide.
     """
     if not (samples and needed and served_seconds > 0 and needed > samples):
         return None
     # The pace half a Poisson sigma low: a few samples in a few seconds say little.
     pace = max(samples - 0.5 * math.sqrt(samples), 0.5 * samples) / served_seconds
     eta = (needed - samples) / pace
+    if look_seconds > 0 and math.isfinite(eta):  # decided at a look: the first with the samples
+        eta = math.ceil(eta / look_seconds) * look_seconds
     return round(eta, 1) if math.isfinite(eta) else None
