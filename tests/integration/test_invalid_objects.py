@@ -191,6 +191,24 @@ CASES = [
         "spec.analysis.falseRollback",
         "",
     ),
+    (
+        "undecided weight of zero",
+        edit(MODEL, "spec.analysis", {"undecidedWeight": 0}),
+        "spec.analysis.undecidedWeight",
+        "",
+    ),
+    (
+        "tier undecided weight of 100",
+        edit(POLICY, "spec.analysis", {"undecidedWeight": 100}),
+        "spec.analysis.undecidedWeight",
+        "",
+    ),
+    (
+        "long maxUndecided",
+        edit(MODEL, "spec.analysis", {"maxUndecided": "169h"}),
+        "spec.analysis.maxUndecided",
+        "168h",
+    ),
     # Durations are bounded (168h), and one too large to parse is refused too.
     (
         "huge pause",

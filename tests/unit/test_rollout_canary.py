@@ -644,3 +644,285 @@ def test_restart_after_the_record_never_scales_down_on_a_history_it_cannot_read(
     md_.status.stable_release = "fraud-v2"
     decision = tick(status, T0, deps, model_deployment=md_)
     assert not any(isinstance(a, ScaleDeployment) and a.replicas == 0 for a in decision.actions)
+
+
+# ---------------------------------------------------------------- exposure while undecided
+
+TYPED_SLOS = [
+    {"name": "errors", "errorRate": {}, "threshold": {"maxIncrease": 0.02, "relative": "absolute"}},
+    {
+        "name": "accuracy",
+        "ratio": {"better": "higher"},
+        "threshold": {"maxDecrease": 0.05, "relative": "absolute"},
+    },
+]
+CAREFUL = {**ANALYSIS, "undecidedWeight": 25, "maxUndecided": "30m"}
+FOUR_STEPS = {
+    "steps": [
+        {"weight": 25, "pause": "10s"},
+        {"weight": 50, "pause": "10s"},
+        {"weight": 75, "pause": "10s"},
+    ]
+}
+
+
+def gathering(slo: str, value: float, limit: float) -> SLOResult:
+    """A sequential judge's open verdict: the estimate and the limit its bound is held to."""
+    return SLOResult(
+        slo=slo,
+        verdict=Verdict.INCONCLUSIVE,
+        value=value,
+        limit=limit,
+        threshold="t",
+        reason=f"SLO {slo}: gathering",
+        judge="sequential",
+        gathering=True,
+    )
+
+
+def careful(**analysis: Any) -> Any:
+    return md(slos=TYPED_SLOS, canary=FOUR_STEPS, analysis={**CAREFUL, **analysis})
+
+
+def at_step_two(**extra: Any) -> tuple[dict[str, Any], dict[str, DeploymentState]]:
+    status, deps = at_step(2, 2, 2, **extra)
+    status["steps"] = FOUR_STEPS["steps"]
+    return status, deps
+
+
+def test_leaning_error_rate_lowers_the_weight_and_says_why() -> None:
+    status, deps = at_step_two()
+    now = T0 + timedelta(seconds=5)
+    decision = tick(
+        status,
+        now=now,
+        deployments=deps,
+        analysis=[gathering("errors", 0.035, 0.03)],
+        model_deployment=careful(),
+    )
+    assert decision.status.undecided_since == now
+    assert decision.status.desired_weight == 25
+    assert ScaleDeployment("fraud-fraud-v2", 1) in decision.actions
+    ready = next(c for c in decision.status.conditions if c.type == cond.READY)
+    assert "lowered to 25% from the step's 50%" in (decision.status.message or "")
+    assert "leaned toward a regression since 12:00:05Z" in (decision.status.message or "")
+    assert decision.status.phase == Phase.PROGRESSING
+    assert ready.status == "True"
+
+
+def test_reached_lowered_weight_reports_leaning_reason() -> None:
+    since = T0 + timedelta(seconds=5)
+    status, deps = at_step_two(undecidedSince=since.isoformat())
+    deps["fraud-v2"] = deployment("fraud-v2", ready=1, replicas=1)
+    deps["fraud-v1"] = deployment("fraud-v1", ready=3, replicas=3)
+    decision = tick(
+        status, now=T0 + timedelta(seconds=10), deployments=deps, model_deployment=careful()
+    )
+    reason = next(c.reason for c in decision.status.conditions if c.type == cond.READY)
+    assert reason == cond.LEANING_TO_REGRESSION
+    assert decision.status.weight == 25
+
+
+def test_accuracy_below_its_limit_leans_but_above_does_not() -> None:
+    status, deps = at_step_two()
+    low = tick(
+        status,
+        now=T0 + timedelta(seconds=5),
+        deployments=deps,
+        analysis=[gathering("accuracy", 0.84, 0.85)],
+        model_deployment=careful(),
+    )
+    assert low.status.undecided_since is not None
+    high = tick(
+        status,
+        now=T0 + timedelta(seconds=5),
+        deployments=deps,
+        analysis=[gathering("accuracy", 0.86, 0.85)],
+        model_deployment=careful(),
+    )
+    assert high.status.undecided_since is None
+    assert high.status.desired_weight == 50
+
+
+def test_error_rate_within_its_limit_does_not_lean() -> None:
+    status, deps = at_step_two()
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=5),
+        deployments=deps,
+        analysis=[gathering("errors", 0.02, 0.03)],
+        model_deployment=careful(),
+    )
+    assert decision.status.undecided_since is None
+    assert decision.status.desired_weight == 50
+
+
+def test_nothing_is_tracked_without_either_limit() -> None:
+    status, deps = at_step_two()
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=5),
+        deployments=deps,
+        analysis=[gathering("errors", 0.035, 0.03)],
+        model_deployment=md(slos=TYPED_SLOS, canary=FOUR_STEPS),
+    )
+    assert decision.status.undecided_since is None
+    assert decision.status.desired_weight == 50
+
+
+def test_lowered_weight_the_router_cannot_reach_says_what_it_achieves() -> None:
+    since = T0 + timedelta(seconds=5)
+    status, deps = at_step_two(undecidedSince=since.isoformat())
+    deps["fraud-v2"] = deployment("fraud-v2", ready=1, replicas=1)
+    deps["fraud-v1"] = deployment("fraud-v1", ready=3, replicas=3)
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=10),
+        deployments=deps,
+        model_deployment=careful(undecidedWeight=10),
+    )
+    assert decision.status.desired_weight == 10
+    assert decision.status.weight == 25  # one pod of four: the replicas router's least
+    assert "lowered to 10% from the step's 50% (undecidedWeight, 25% achieved)" in (
+        decision.status.message or ""
+    )
+
+
+def test_a_step_at_or_below_undecided_weight_keeps_its_weight() -> None:
+    status, deps = at_step(1, 1, 3)
+    status["steps"] = FOUR_STEPS["steps"]
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=5),
+        deployments=deps,
+        analysis=[gathering("errors", 0.035, 0.03)],
+        model_deployment=careful(),
+    )
+    assert decision.status.undecided_since is not None  # still tracked for maxUndecided
+    assert decision.status.desired_weight == 25
+    reason = next(c.reason for c in decision.status.conditions if c.type == cond.READY)
+    assert reason == cond.STEP_PROGRESSING
+
+
+def test_lowered_weight_holds_while_not_leaning_until_a_pass() -> None:
+    since = T0 + timedelta(seconds=5)
+    status, deps = at_step_two(undecidedSince=since.isoformat())
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=30),
+        deployments=deps,
+        analysis=[gathering("errors", 0.02, 0.03)],
+        model_deployment=careful(),
+    )
+    assert decision.status.undecided_since == since
+    assert decision.status.desired_weight == 25
+
+
+def test_a_pass_restores_the_step_weight_and_starts_its_pause_over() -> None:
+    since = T0 + timedelta(seconds=5)
+    status, deps = at_step_two(undecidedSince=since.isoformat())
+    deps["fraud-v2"] = deployment("fraud-v2", ready=1, replicas=1)
+    deps["fraud-v1"] = deployment("fraud-v1", ready=3, replicas=3)
+    now = T0 + timedelta(minutes=3)
+    decision = tick(
+        status,
+        now=now,
+        deployments=deps,
+        analysis=[result(Verdict.PASS, "errors")],
+        model_deployment=careful(),
+    )
+    assert decision.status.undecided_since is None
+    assert decision.status.desired_weight == 50
+    assert decision.status.step == 2  # not advanced: the step's weight must be reached again
+    assert decision.status.weight_reached_at is None
+    assert decision.status.step_started_at == now
+
+
+def test_leaning_past_max_undecided_rolls_back_naming_the_slo() -> None:
+    status, deps = at_step_two(undecidedSince=T0.isoformat())
+    decision = tick(
+        status,
+        now=T0 + timedelta(minutes=30),
+        deployments=deps,
+        analysis=[gathering("accuracy", 0.84, 0.85)],
+        model_deployment=careful(),
+    )
+    assert decision.status.phase == Phase.ROLLED_BACK
+    ready = next(c for c in decision.status.conditions if c.type == cond.READY)
+    assert ready.reason == cond.UNDECIDED_TOO_LONG
+    assert "leaned toward a regression for 30m (maxUndecided 30m)" in ready.message
+    assert "accuracy 0.84 vs limit 0.85" in ready.message
+
+
+def test_just_before_max_undecided_keeps_waiting() -> None:
+    status, deps = at_step_two(undecidedSince=T0.isoformat())
+    decision = tick(
+        status,
+        now=T0 + timedelta(minutes=29, seconds=59),
+        deployments=deps,
+        analysis=[gathering("accuracy", 0.84, 0.85)],
+        model_deployment=careful(),
+    )
+    assert decision.status.phase == Phase.PROGRESSING
+
+
+def test_not_leaning_at_the_bound_starts_the_clock_over() -> None:
+    status, deps = at_step_two(undecidedSince=T0.isoformat())
+    decision = tick(
+        status,
+        now=T0 + timedelta(minutes=31),
+        deployments=deps,
+        analysis=[gathering("accuracy", 0.86, 0.85)],
+        model_deployment=careful(),
+    )
+    assert decision.status.phase is not Phase.ROLLED_BACK  # held past its deadline instead
+    assert decision.status.undecided_since is None
+    assert decision.status.desired_weight == 50
+
+
+def test_max_undecided_alone_bounds_time_without_lowering() -> None:
+    status, deps = at_step_two(undecidedSince=T0.isoformat())
+    model_deployment = md(
+        slos=TYPED_SLOS, canary=FOUR_STEPS, analysis={**ANALYSIS, "maxUndecided": "10m"}
+    )
+    held = tick(
+        status, now=T0 + timedelta(minutes=5), deployments=deps, model_deployment=model_deployment
+    )
+    assert held.status.desired_weight == 50
+    gone = tick(
+        status,
+        now=T0 + timedelta(minutes=10),
+        deployments=deps,
+        analysis=[gathering("errors", 0.04, 0.03)],
+        model_deployment=model_deployment,
+    )
+    assert gone.status.phase == Phase.ROLLED_BACK
+
+
+def test_a_threshold_failure_within_the_limit_leans() -> None:
+    status, deps = at_step_two()
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=5),
+        deployments=deps,
+        analysis=[result(Verdict.FAIL)],
+        model_deployment=md(canary=FOUR_STEPS, analysis={**CAREFUL, "failureLimit": 2}),
+    )
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.undecided_since is not None
+    assert decision.status.desired_weight == 25
+
+
+def test_measuring_problems_do_not_lean() -> None:
+    status, deps = at_step_two()
+    unmeasured = SLOResult(
+        slo="errors", verdict=Verdict.INCONCLUSIVE, threshold="t", reason="no data"
+    )
+    decision = tick(
+        status,
+        now=T0 + timedelta(seconds=5),
+        deployments=deps,
+        analysis=[unmeasured],
+        model_deployment=careful(inconclusiveLimit=5),
+    )
+    assert decision.status.undecided_since is None

@@ -151,3 +151,68 @@ def test_required_shadow_refuses_a_direct_release_with_the_way_out() -> None:
     assert decision.status.phase == Phase.FAILED
     assert reason(decision) == cond.SHADOW_REQUIRED
     assert "use shadow, canary or blueGreen" in (decision.status.message or "")
+
+
+def _limits(tier: dict[str, Any] | None, own: dict[str, Any] | None) -> Any:
+    from slipway.rollout.gate import undecided_limits
+
+    pol = policy(analysis=tier) if tier is not None else None
+    md = model(stable="fraud-v1", tier="high", **({"analysis": own} if own is not None else {}))
+    return undecided_limits(md, pol)
+
+
+def test_undecided_limits_default_to_none() -> None:
+    limits = _limits(None, None)
+    assert (limits.weight, limits.longest, limits.tracked) == (None, None, False)
+
+
+def test_tier_undecided_limits_apply_when_the_deployment_says_nothing() -> None:
+    limits = _limits({"undecidedWeight": 5, "maxUndecided": "30m"}, {"interval": "5s"})
+    assert (limits.weight, limits.longest) == (5, timedelta(minutes=30))
+
+
+def test_deployment_may_only_make_undecided_limits_stricter() -> None:
+    looser = _limits(
+        {"undecidedWeight": 5, "maxUndecided": "30m"}, {"undecidedWeight": 20, "maxUndecided": "2h"}
+    )
+    assert (looser.weight, looser.longest) == (5, timedelta(minutes=30))
+    stricter = _limits(
+        {"undecidedWeight": 5, "maxUndecided": "30m"}, {"undecidedWeight": 1, "maxUndecided": "10m"}
+    )
+    assert (stricter.weight, stricter.longest) == (1, timedelta(minutes=10))
+
+
+def test_deployment_may_add_undecided_limits_a_tier_lacks() -> None:
+    limits = _limits({"interval": "30s"}, {"maxUndecided": "15m"})
+    assert (limits.weight, limits.longest, limits.tracked) == (None, timedelta(minutes=15), True)
+
+
+def test_undecided_weight_outside_1_to_99_is_refused() -> None:
+    import pydantic
+    import pytest
+
+    for bad in (0, 100):
+        with pytest.raises(pydantic.ValidationError, match="undecidedWeight"):
+            policy(analysis={"undecidedWeight": bad})
+
+
+def test_chart_tiers_bound_exposure_below_their_first_step() -> None:
+    """The shipped tiers parse, and an undecidedWeight never exceeds the tier's first step
+    (above it the setting could only raise a first step's weight, never lower it)."""
+    from pathlib import Path
+
+    import yaml
+
+    values = yaml.safe_load(
+        (Path(__file__).parents[2] / "charts" / "slipway" / "values.yaml").read_text()
+    )
+    bounded = 0
+    for tier, spec in values["policies"].items():
+        pol = RolloutPolicy.model_validate({"metadata": {"name": tier}, "spec": spec})
+        analysis = pol.spec.analysis
+        assert analysis is not None, tier
+        if analysis.undecided_weight is not None:
+            first = pol.spec.canary.steps[0].weight if pol.spec.canary else 25
+            assert analysis.undecided_weight <= first, tier
+        bounded += analysis.max_undecided is not None
+    assert bounded == len(values["policies"])

@@ -146,6 +146,25 @@ class AnalysisSettings(ApiModel):
         description="Chance that a regressed SLO passes. Default 0.05; a tier's value is a"
         " ceiling a ModelDeployment may only lower.",
     )
+    undecided_weight: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="Canary: while the evidence leans toward a regression (an SLO's estimate"
+        " is worse than its limit, or a threshold window failed) and no analysis has passed"
+        " since, the candidate's weight is lowered to at most this percent; it returns to the"
+        " step's weight (the step's pause starting over) once an analysis passes. Unset: the"
+        " step keeps its weight while undecided. A tier's value is a ceiling a ModelDeployment"
+        " may only lower.",
+    )
+    max_undecided: Duration | None = Field(
+        default=None,
+        description="Canary: how long the evidence may lean toward a regression with no"
+        " analysis passing; past it, at the next analysis that still leans, the release is"
+        " rolled back (UndecidedTooLong). Unset: no bound (progressDeadline and"
+        " onInconclusive still apply). A tier's value is a ceiling a ModelDeployment may only"
+        " shorten.",
+    )
 
 
 class SLOThreshold(ApiModel):
@@ -669,6 +688,11 @@ class ModelReleaseStatus(ApiModel):
         default=None,
         max_length=MAX_STEPS,  # bounds the cost of the per-step CEL rules
         description="The canary steps resolved when the release started.",
+    )
+    undecided_since: datetime | None = Field(
+        default=None,
+        description="Canary with undecidedWeight or maxUndecided: since when the evidence has"
+        " leaned toward a regression with no analysis passing (cleared by a pass).",
     )
     failures: int = 0
     inconclusives: int = 0

@@ -55,6 +55,72 @@ def error_budget(model: ModelDeployment, policy: RolloutPolicy | None = None) ->
     return ErrorBudget(pick("false_rollback"), pick("false_promotion"))
 
 
+@dataclass(frozen=True)
+class UndecidedLimits:
+    """How much exposure a candidate may keep while the evidence leans toward a regression.
+
+    ``weight``: the most weight it keeps then (None: its step's); ``longest``: how long it
+    may lean without a pass before it is rolled back (None: no bound).
+    """
+
+    weight: int | None = None
+    longest: timedelta | None = None
+
+    @property
+    def tracked(self) -> bool:
+        """Whether either limit is set (only then is ``undecidedSince`` kept)."""
+        return self.weight is not None or self.longest is not None
+
+
+def undecided_limits(
+    model: ModelDeployment, policy: RolloutPolicy | None = None
+) -> UndecidedLimits:
+    """The tier's undecidedWeight / maxUndecided, which a ModelDeployment may only make
+    stricter (a lower weight, a shorter bound), never looser; either alone applies."""
+    sources = [s for s in (policy.spec.analysis if policy else None, model.spec.analysis) if s]
+    weights = [s.undecided_weight for s in sources if s.undecided_weight is not None]
+    bounds = [parse_duration(s.max_undecided) for s in sources if s.max_undecided is not None]
+    return UndecidedLimits(min(weights, default=None), min(bounds, default=None))
+
+
+def _higher_is_better(model: ModelDeployment, slo: str) -> bool:
+    spec = next((s for s in model.spec.slos if s.name == slo), None)
+    return spec is not None and spec.ratio is not None and spec.ratio.better == "higher"
+
+
+def leaning(results: list[SLOResult], model: ModelDeployment) -> list[SLOResult]:
+    """The SLOs whose evidence leans toward a regression without deciding it.
+
+    A sequential judge's open verdict leans when the candidate's estimate is on the wrong
+    side of the limit its bound is held to (above it where lower is better, below it for
+    accuracy-like ratios): more evidence is likelier to fail it than to pass it. A
+    threshold Fail that did not roll back (within failureLimit) leans too: its window's
+    point estimate broke the threshold.
+    """
+    found = []
+    for result in results:
+        if result.verdict is Verdict.FAIL:
+            found.append(result)
+        elif result.verdict is Verdict.INCONCLUSIVE and result.gathering:
+            if result.value is None or result.limit is None:
+                continue
+            beyond = result.value - result.limit
+            if (-beyond if _higher_is_better(model, result.slo) else beyond) > 0:
+                found.append(result)
+    return found
+
+
+def lean_summary(results: list[SLOResult]) -> str:
+    """The leaning SLOs in words: ``accuracy 0.841 vs limit 0.85``."""
+    parts = []
+    for r in results:
+        if r.value is not None and r.limit is not None:
+            parts.append(f"{r.slo} {r.value:.4g} vs limit {r.limit:.4g}")
+        else:
+            parts.append(f"{r.slo} {r.verdict.value} ({r.threshold})")
+    return ", ".join(parts)
+
+
 SHADOW_STEP = 0
 """The step number of a shadow phase (before a canary's or blue-green's step 1)."""
 

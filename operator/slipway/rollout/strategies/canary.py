@@ -15,13 +15,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 from slipway.api import conditions as cond
-from slipway.api.durations import parse_duration
+from slipway.api.durations import format_duration, parse_duration
 from slipway.api.models import (
     CanaryStep,
     ModelDeployment,
     ModelReleaseStatus,
 )
-from slipway.api.phases import InconclusiveAction, Phase
+from slipway.api.phases import InconclusiveAction, Phase, Verdict
 from slipway.rollout.controls import read_controls
 from slipway.rollout.core import (
     EPOCH,
@@ -32,11 +32,15 @@ from slipway.rollout.core import (
 )
 from slipway.rollout.gate import (
     SHADOW_STEP,
+    UndecidedLimits,
     analysis_settings,
     evidence_needed,
+    lean_summary,
+    leaning,
     record_analysis,
     shadow_for,
     step_passed,
+    undecided_limits,
 )
 from slipway.rollout.outcomes import (
     PROMOTED_BY_HAND,
@@ -89,6 +93,10 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
     tick = record_analysis(situation, status, model, settings)
     if tick.rollback is not None:
         return roll_back(situation, status, model, actions, *tick.rollback)
+    limits = undecided_limits(model, situation.policy)
+    too_long = track_undecided(situation, status, model, limits)
+    if too_long is not None:
+        return roll_back(situation, status, model, actions, cond.UNDECIDED_TOO_LONG, too_long)
     held_inconclusive = tick.held is not None
 
     promoting = controls.promote or status.step > len(steps)
@@ -104,7 +112,9 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
             status.step, status.step_started_at = len(steps) + 1, now  # promoted by hand
         return promote(situation, status, model, actions, controls.promote)
 
-    desired = steps[status.step - 1].weight
+    step_weight = steps[status.step - 1].weight
+    lowered = status.undecided_since is not None and (limits.weight or 100) < step_weight
+    desired = min(step_weight, limits.weight or 100) if lowered else step_weight
     placement = ROUTERS[model.spec.router].place(situation, model, desired)
     actions += placement.actions
     status.desired_weight = desired
@@ -142,6 +152,7 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         status.message = (
             f"step {status.step_label}: waiting for weight {desired}% (now {status.weight}%)"
             + (f": {placement.note}" if placement.note else "")
+            + (f"; {_lowered_message(status, step_weight, desired)}" if lowered else "")
         )
         return progress(
             situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
@@ -171,8 +182,61 @@ def roll_out(situation: Situation, status: ModelReleaseStatus, model: ModelDeplo
         return Decision(follow.status, merge(actions, follow.actions))
 
     status.message = _step_message(status, steps, desired, pause, waited >= pause, gated)
-    return progress(
-        situation, status, actions, Phase.PROGRESSING, cond.STEP_PROGRESSING, controls.problem
+    reason = cond.STEP_PROGRESSING
+    if lowered:
+        reason = cond.LEANING_TO_REGRESSION
+        status.message = f"{status.message}; {_lowered_message(status, step_weight, desired)}"
+    return progress(situation, status, actions, Phase.PROGRESSING, reason, controls.problem)
+
+
+def track_undecided(
+    situation: Situation,
+    status: ModelReleaseStatus,
+    model: ModelDeployment,
+    limits: UndecidedLimits,
+) -> str | None:
+    """Keep ``undecidedSince`` for this tick's analysis; why to roll back, if it is time.
+
+    Only with undecidedWeight or maxUndecided set, and only in canary steps (a shadow
+    step exposes nobody). A passing analysis clears it; the first analysis that leans
+    toward a regression sets it. Past maxUndecided, an analysis that still leans rolls
+    the release back; one that no longer leans starts the clock over (the weight returns
+    to the step's), so an identical candidate is never rolled back for one noisy stretch.
+    """
+    results = situation.analysis
+    if not limits.tracked or results is None or status.step in (None, SHADOW_STEP):
+        return None
+    latest = status.analysis[-1] if status.analysis else None
+    if latest is not None and latest.verdict is Verdict.PASS:
+        status.undecided_since = None
+        return None
+    leans = leaning(results, model)
+    since = status.undecided_since
+    if since is None:
+        if leans:
+            status.undecided_since = situation.now
+        return None
+    if limits.longest is None or situation.now - since < limits.longest:
+        return None
+    if not leans:
+        status.undecided_since = None  # no longer leaning at the bound: start over
+        return None
+    return (
+        f"the evidence leaned toward a regression for {format_duration(situation.now - since)}"
+        f" (maxUndecided {format_duration(limits.longest)}) without an analysis passing:"
+        f" {lean_summary(leans)}"
+    )
+
+
+def _lowered_message(status: ModelReleaseStatus, step_weight: int, desired: int) -> str:
+    since = status.undecided_since
+    when = since.strftime("%H:%M:%SZ") if since else "?"
+    achieved = status.weight
+    router = f", {achieved}% achieved" if achieved is not None and achieved != desired else ""
+    return (
+        f"weight lowered to {desired}% from the step's {step_weight}% (undecidedWeight{router}):"
+        f" the evidence has leaned toward a regression since {when}; it returns once an"
+        " analysis passes"
     )
 
 
