@@ -22,6 +22,8 @@ from e2e.dataplane import DataPlane
 from e2e.realplane import RealNode, RealPlane, import_image, real_node
 from kubernetes import client
 
+from e2e import gateway
+
 MakeDataPlane = Callable[..., DataPlane]
 MakeRealPlane = Callable[..., RealPlane]
 _PLANES = pytest.StashKey[list[tuple[DataPlane | RealPlane, list[str]]]]()
@@ -47,6 +49,13 @@ def node(api: client.ApiClient) -> RealNode:
             pytest.fail(f"CI=true and SLIPWAY_REAL_NODE=1, but {why}")
         pytest.skip(why)
     return found
+
+
+@pytest.fixture(scope="module")
+def envoy_gateway(kubeconfig: str, node: RealNode) -> Iterator[gateway.GatewayProcess]:
+    """The one Envoy Gateway of this machine (e2e/gateway.py), shared by a module's tests."""
+    with gateway.shared(kubeconfig) as process:
+        yield process
 
 
 @pytest.fixture(scope="session")

@@ -50,12 +50,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def envoy_gateway(kubeconfig: str, node: RealNode) -> Iterator[gateway.GatewayProcess]:
-    with gateway.shared(kubeconfig) as process:
-        yield process
-
-
 @pytest.fixture
 def gw(
     api: client.ApiClient, namespace: str, envoy_gateway: gateway.GatewayProcess

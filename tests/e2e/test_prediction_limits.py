@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from e2e.operator_process import OperatorProcess, scrape
-from e2e.realplane import Faults, RealNode, pod_template
+from e2e.realplane import Faults, pod_template
 from kubernetes import client
 
 from e2e import gateway
@@ -51,12 +51,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs the real node and the Envoy Gateway data plane: SLIPWAY_REAL_NODE=1 and"
     " SLIPWAY_GATEWAY=1 (make sets both when run as root)",
 )
-
-
-@pytest.fixture(scope="module")
-def envoy_gateway(kubeconfig: str, node: RealNode) -> Iterator[gateway.GatewayProcess]:
-    with gateway.shared(kubeconfig) as process:
-        yield process
 
 
 @contextlib.contextmanager
